@@ -1,0 +1,1 @@
+"""Content-addressed blob store plus SQL catalog: the record of everything the platform makes."""

@@ -1,0 +1,1 @@
+"""The front door: CLI, settings, wiring, the alert receiver and pipeline specs."""

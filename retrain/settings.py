@@ -1,0 +1,79 @@
+"""The one ``Settings`` object: environment (``RETRAIN_*``), an optional ``retrain.toml``, defaults.
+
+Read once at the entry point (the CLI, the server, a flow) and passed down; nothing here
+connects to anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Where the platform keeps its state and which services it talks to."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RETRAIN_", toml_file="retrain.toml", extra="forbid", frozen=True
+    )
+
+    home: Path = Field(default=Path(".retrain"), description="Folder for embedded state.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the registry catalog (default: SQLite in home)."
+    )
+    blob_url: str | None = Field(
+        default=None, description="file:///path or s3://bucket/prefix (default: home/blobs)."
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+    s3_region: str | None = Field(default=None, description="S3 region name.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI (default: SQLite in home)."
+    )
+    mlflow_strict: bool = Field(
+        default=False, description="Fail training when MLflow cannot be reached."
+    )
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8080
+    alerts_host: str = "127.0.0.1"
+    alerts_port: int = 8090
+    alerts_token: SecretStr | None = Field(default=None, description="Bearer token for alerts.")
+    alerts_hmac_secret: SecretStr | None = Field(
+        default=None, description="Shared secret for HMAC-SHA256 signed alerts."
+    )
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def registry_database_url(self) -> str:
+        """The catalog URL; SQLite under ``home`` unless configured."""
+        return self.database_url or f"sqlite:///{(self.home / 'registry.db').resolve()}"
+
+    @property
+    def registry_blob_url(self) -> str:
+        """The blob store URL; a folder under ``home`` unless configured."""
+        return self.blob_url or (self.home / "blobs").resolve().as_uri()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI; SQLite under ``home`` unless configured."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"

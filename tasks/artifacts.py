@@ -1,0 +1,99 @@
+"""Prefect artifacts from plain code: tables, markdown, links and progress.
+
+Plain functions call these freely; outside a Prefect flow or task run they do nothing, so the
+same code serves the CLI, the tests and the flows. Prefect is imported only when a run is live.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+__all__ = [
+    "ProgressReporter",
+    "artifact_key",
+    "in_prefect_run",
+    "publish_link",
+    "publish_markdown",
+    "publish_table",
+]
+
+_KEY_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def artifact_key(*parts: str) -> str:
+    """A stable Prefect artifact key (lowercase letters, digits and dashes) from ``parts``."""
+    joined = "-".join(p for p in parts if p)
+    return _KEY_UNSAFE.sub("-", joined.lower()).strip("-")
+
+
+def in_prefect_run() -> bool:
+    """True inside a Prefect flow or task run (and only if Prefect is already imported)."""
+    if "prefect" not in sys.modules:
+        return False
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def publish_table(
+    key: str, rows: Sequence[Mapping[str, Any]], description: str = ""
+) -> UUID | None:
+    """Publish ``rows`` as a Prefect table artifact when inside a run."""
+    if not in_prefect_run():
+        return None
+    from prefect.artifacts import create_table_artifact
+
+    table = [{k: _cell(v) for k, v in row.items()} for row in rows]
+    return create_table_artifact(table=table, key=key, description=description)
+
+
+def publish_markdown(key: str, markdown: str, description: str = "") -> UUID | None:
+    """Publish ``markdown`` as a Prefect markdown artifact when inside a run."""
+    if not in_prefect_run():
+        return None
+    from prefect.artifacts import create_markdown_artifact
+
+    return create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+def publish_link(key: str, link: str, link_text: str, description: str = "") -> UUID | None:
+    """Publish a link artifact (e.g. to a stored report) when inside a run."""
+    if not in_prefect_run():
+        return None
+    from prefect.artifacts import create_link_artifact
+
+    return create_link_artifact(link=link, link_text=link_text, key=key, description=description)
+
+
+class ProgressReporter:
+    """A Prefect progress artifact (0-100) that is a no-op outside a run."""
+
+    def __init__(self, key: str, description: str = "") -> None:
+        self._id: UUID | None = None
+        self._last = -1.0
+        if in_prefect_run():
+            from prefect.artifacts import create_progress_artifact
+
+            self._id = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def update(self, fraction: float) -> None:
+        """Report progress as a fraction in [0, 1]; throttled to whole percent steps."""
+        percent = round(max(0.0, min(1.0, fraction)) * 100.0, 0)
+        if self._id is None or percent <= self._last:
+            return
+        from prefect.artifacts import update_progress_artifact
+
+        self._last = percent
+        update_progress_artifact(artifact_id=self._id, progress=percent)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    return str(value)
