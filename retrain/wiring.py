@@ -8,8 +8,9 @@ from retrain.settings import Settings
 
 if TYPE_CHECKING:
     from registry.store import Registry
+    from tasks.tracking import MlflowTracker
 
-__all__ = ["build_registry"]
+__all__ = ["build_registry", "build_tracker"]
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -22,4 +23,17 @@ def build_registry(settings: Settings) -> Registry:
         settings.registry_blob_url,
         s3_endpoint_url=settings.s3_endpoint_url,
         s3_region=settings.s3_region,
+    )
+
+
+def build_tracker(settings: Settings, *, experiment: str = "retrain") -> MlflowTracker:
+    """The MLflow tracker the settings name (SQLite under home by default); connects lazily."""
+    from tasks.tracking import MlflowTracker
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return MlflowTracker(
+        settings.tracking_uri,
+        experiment=experiment,
+        artifact_location=(settings.home / "mlartifacts").resolve().as_uri(),
+        strict=settings.mlflow_strict,
     )

@@ -1,5 +1,149 @@
-"""CLI commands (data_cmds)."""
+"""CLI commands for the data gates: ``validate``, ``drift``, ``simulate`` and ``snapshot``.
+
+DATA, REFERENCE and CURRENT accept a Parquet/CSV file or folder, ``s3://bucket/prefix``,
+``simulator://loans?scenario=stable&rows=50000&seed=1`` or the ``sha256:`` digest of a
+snapshot in the registry.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from registry.errors import ConfigError
+from retrain.cli.app import app
+from retrain.cli.common import console, open_registry, render_table, settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__: list[str] = []
+
+_SOURCE_HELP = "File/folder (Parquet, CSV), s3://bucket/prefix, simulator://loans?... or sha256:..."
+
+
+def _load(source: str) -> pd.DataFrame:
+    """Read a source; heavy imports happen here so ``retrain --help`` stays fast."""
+    from tasks.snapshots import load_frame, read_snapshot
+
+    with console.status(f"reading {source} ..."):
+        if source.startswith("sha256:"):
+            with open_registry() as registry:
+                return read_snapshot(registry, source)
+        cfg = settings()
+        return load_frame(source, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
+
+
+@app.command("validate")
+def validate(
+    contract: Annotated[str, typer.Argument(help="Contract name (expectations/NAME.json) or path.")],
+    data: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
+    show_all: Annotated[bool, typer.Option("--all", help="List passing checks too.")] = False,
+    record: Annotated[
+        str | None, typer.Option(help="Also store the result in the registry under this name.")
+    ] = None,
+) -> None:
+    """Check DATA against CONTRACT's expectations; exit 1 if any fails."""
+    from tasks.validation import record_validation, validate_frame
+
+    frame = _load(data)
+    with console.status(f"validating {len(frame)} rows against {contract} ..."):
+        result = validate_frame(frame, contract, raise_on_failure=False)
+    rows = result.table_rows() if show_all else [r for r in result.table_rows() if not r["ok"]]
+    if rows:
+        console.print(render_table(f"contract {result.contract}", rows))
+    if record:
+        with open_registry() as registry:
+            artifact = record_validation(registry, result, name=record)
+        console.print(f"stored as validation artifact {artifact.name} ({artifact.digest})")
+    console.print(result.summary(), highlight=False, soft_wrap=True)
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command("drift")
+def drift(
+    reference: Annotated[str, typer.Argument(help=f"Reference data. {_SOURCE_HELP}")],
+    current: Annotated[str, typer.Argument(help="Current data, same forms as REFERENCE.")],
+    report: Annotated[Path, typer.Option(help="Where to save the HTML report.")] = Path(
+        "drift-report.html"
+    ),
+    share: Annotated[float, typer.Option(help="Drifted share of features that means drift.")] = 0.3,
+    sample_rows: Annotated[int, typer.Option(help="Rows sampled per side (0: all rows).")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of the row sample.")] = 0,
+    target: Annotated[str, typer.Option(help="Target column, reported separately.")] = "default",
+    fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 when drift is detected.")] = False,
+    record: Annotated[
+        str | None, typer.Option(help="Also store the report in the registry under this name.")
+    ] = None,
+) -> None:
+    """Compare CURRENT with REFERENCE per column (Evidently); print a table, save the report."""
+    from pydantic import ValidationError
+
+    from tasks.drift import DriftPolicy, detect_drift, record_drift
+
+    try:
+        policy = DriftPolicy(
+            drift_share=share, sample_rows=sample_rows or None, seed=seed, target=target
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{first['loc'][0]}: {first['msg']}".replace("_", "-")) from exc
+    ref, cur = _load(reference), _load(current)
+    with console.status(f"measuring drift ({len(ref)} vs {len(cur)} rows) ..."):
+        result = detect_drift(ref, cur, policy)
+    console.print(render_table("drift per column", result.table_rows()))
+    report.write_text(result.html, encoding="utf-8")
+    console.print(f"report saved to {report}", highlight=False)
+    if record:
+        with open_registry() as registry:
+            artifact = record_drift(registry, result, name=record)
+        console.print(f"stored as drift_report artifact {artifact.name} ({artifact.digest})")
+    console.print(result.summary(), highlight=False, soft_wrap=True)
+    if fail_on_drift and result.drifted:
+        raise typer.Exit(1)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet or CSV file to write.")],
+    scenario: Annotated[str, typer.Option(help="stable, covariate_shift, ...")] = "stable",
+    rows: Annotated[int, typer.Option(help="Number of rows.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same rows.")] = 0,
+    severity: Annotated[float, typer.Option(help="How far the scenario departs.")] = 1.0,
+) -> None:
+    """Write simulated loan applications (the ``loans`` contract) to a file."""
+    from tasks.simulator import SCENARIOS, simulate
+    from tasks.snapshots import to_parquet_bytes
+
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"--scenario {scenario!r} unknown: use one of {', '.join(SCENARIOS)}")
+    if rows < 0 or severity < 0:
+        raise ConfigError("--rows and --severity must not be negative")
+    suffix = output.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"{output}: write .parquet or .csv")
+    with console.status(f"simulating {rows} rows of {scenario} ..."):
+        frame = simulate(rows, scenario=scenario, seed=seed, severity=severity)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            frame.to_csv(output, index=False)
+        else:
+            output.write_bytes(to_parquet_bytes(frame))
+    console.print(f"wrote {len(frame)} rows of {scenario} to {output}", highlight=False)
+
+
+@app.command("snapshot")
+def snapshot(
+    name: Annotated[str, typer.Argument(help="Dataset name in the registry.")],
+    data: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
+) -> None:
+    """Store DATA as a deterministic Parquet snapshot; print its digest."""
+    from tasks.snapshots import take_snapshot
+
+    frame = _load(data)
+    with open_registry() as registry, console.status(f"storing {len(frame)} rows ..."):
+        snap = take_snapshot(registry, name, frame)
+    console.print(f"{snap.name} {snap.digest} rows={snap.rows}", highlight=False)

@@ -1,5 +1,200 @@
-"""CLI commands (registry_cmds)."""
+"""CLI commands for the content-addressed store (``retrain registry``) and models (``models``)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from registry.errors import ConfigError
+from retrain.cli.app import models_app, registry_app
+from retrain.cli.common import console, open_registry, render_table
+
+__all__ = ["parse_duration"]
+
+_DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``30s``, ``15m``, ``24h``, ``7d`` or ``2w`` as a timedelta."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ConfigError(f"{text!r} is not a duration: use e.g. 30s, 15m, 24h or 7d")
+    return timedelta(seconds=float(match["value"]) * _UNIT_SECONDS[match["unit"]])
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@registry_app.command("put")
+def put(
+    file: Annotated[Path, typer.Argument(help="File to store.")],
+    media_type: Annotated[str, typer.Option(help="Media type recorded with the blob.")] = (
+        "application/octet-stream"
+    ),
+) -> None:
+    """Store FILE under its sha256 and print the digest."""
+    if not file.is_file():
+        raise ConfigError(f"{file} is not a readable file: check the path")
+    with open_registry() as reg, console.status(f"storing {file.name} ..."):
+        digest = reg.put_file(file, media_type=media_type)
+    console.print(digest, highlight=False)
+
+
+@registry_app.command("get")
+def get(
+    digest: Annotated[str, typer.Argument(help="sha256:<64 hex> digest of the blob.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the bytes.")],
+) -> None:
+    """Write the verified bytes of DIGEST to a file."""
+    from registry.hashing import parse_digest
+
+    checked = parse_digest(digest)
+    if not output.parent.resolve().is_dir():
+        raise ConfigError(f"folder {output.parent} does not exist: create it first")
+    with open_registry() as reg, console.status(f"fetching {checked[:19]} ..."):
+        reg.get_to_file(checked, output)
+    console.print(f"wrote {output} ({_size(output.stat().st_size)}, verified)", highlight=False)
+
+
+@registry_app.command("ls")
+def ls() -> None:
+    """List the catalogued blobs."""
+    with open_registry() as reg:
+        rows = [
+            {
+                "digest": b.digest,
+                "size": _size(b.size),
+                "media type": b.media_type,
+                "stored": b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for b in reg.catalog.list_blobs()
+        ]
+    table = render_table(f"blobs ({len(rows)})", rows, ["digest", "size", "media type", "stored"])
+    table.columns[0].no_wrap = True  # a digest is copied whole, never folded or cut
+    table.columns[0].min_width = 71
+    console.print(table)
+
+
+@registry_app.command("verify")
+def verify() -> None:
+    """Re-hash every blob; list corrupt or missing ones (exit 1 if any)."""
+    with open_registry() as reg:
+        counter = TextColumn("{task.completed}/{task.total}")
+        columns = (TextColumn("verifying"), BarColumn(), counter, TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("verify", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = reg.verify(progress=advance)
+    console.print(
+        f"checked {report.checked} blobs ({_size(report.bytes_checked)}); "
+        f"{len(report.problems)} problem(s), {len(report.orphans)} orphan(s) awaiting gc",
+        highlight=False,
+    )
+    if report.problems:
+        rows = [{"digest": p.digest, "problem": p.problem} for p in report.problems]
+        console.print(render_table("blobs that failed verification", rows))
+        raise typer.Exit(1)
+
+
+@registry_app.command("gc")
+def gc(
+    grace: Annotated[str, typer.Option(help="Only blobs older than this (e.g. 24h, 7d).")] = "24h",
+    delete: Annotated[bool, typer.Option("--delete", help="Really delete (default: dry run).")] = (
+        False
+    ),
+) -> None:
+    """Collect blobs no catalog row references, older than the grace period."""
+    period = parse_duration(grace)
+    with open_registry() as reg, console.status("scanning the blob store ..."):
+        report = reg.gc(period, dry_run=not delete)
+    verb = "deleted" if delete else "would delete"
+    rows = [
+        {"digest": b.digest, "size": _size(b.size), "modified": f"{b.modified:%Y-%m-%d %H:%M}"}
+        for b in report.collected
+    ]
+    if rows:
+        console.print(render_table(f"unreferenced blobs older than {grace}", rows))
+    console.print(
+        f"{verb} {len(report.collected)} blob(s), {_size(report.bytes_collected)}; "
+        f"{report.kept_young} younger than {grace} kept; {report.stale_temp_files} stale temp "
+        f"file(s) {'removed' if delete else 'found'}"
+        + ("" if delete else " (dry run: add --delete to remove them)"),
+        highlight=False,
+    )
+
+
+@models_app.command("ls")
+def models_ls() -> None:
+    """List models, their latest version and where their aliases point."""
+    with open_registry() as reg:
+        rows: list[dict[str, Any]] = []
+        for name in reg.catalog.list_models():
+            versions = reg.catalog.list_model_versions(name)
+            aliases = reg.catalog.aliases(name)
+            latest = versions[-1] if versions else None
+            rows.append(
+                {
+                    "model": name,
+                    "versions": len(versions),
+                    "latest": latest.version if latest else None,
+                    "latest status": latest.status if latest else None,
+                    "champion": aliases.get("champion"),
+                    "canary": aliases.get("canary"),
+                }
+            )
+    if not rows:
+        console.print("no models registered yet")
+        return
+    console.print(render_table("models", rows))
+
+
+@models_app.command("history")
+def models_history(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    limit: Annotated[int, typer.Option(help="Show the latest N events.")] = 50,
+) -> None:
+    """The model's event log: registrations, gate decisions, promotions, rollbacks."""
+    with open_registry() as reg:
+        if name not in reg.catalog.list_models() and not reg.catalog.events(name, limit=1):
+            raise ConfigError(f"no model named {name!r}: see `retrain models ls`")
+        events = reg.catalog.events(name, limit=limit)
+    rows = [
+        {
+            "id": e.id,
+            "when (UTC)": f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+            "event": e.kind,
+            "versions": ", ".join(str(v) for v in e.versions),
+            "why": e.reason,
+            "by": e.actor,
+            "details": ", ".join(f"{k}={v}" for k, v in e.payload.items()),
+        }
+        for e in events
+    ]
+    console.print(render_table(f"history of {name}", rows))
+
+
+@models_app.command("aliases")
+def models_aliases(name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Where each alias of a model points."""
+    with open_registry() as reg:
+        aliases = reg.catalog.aliases(name)
+        rows = []
+        for alias, version in sorted(aliases.items()):
+            record = reg.catalog.get_model_version(name, version)
+            rows.append({"alias": alias, "version": version, "status": record.status})
+    console.print(render_table(f"aliases of {name}", rows, ["alias", "version", "status"]))

@@ -1,5 +1,171 @@
-"""CLI commands (serve_cmds)."""
+"""CLI commands: ``retrain serve``, ``rollback``, ``canary`` (release a candidate), ``traffic``."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Annotated
+
+import typer
+
+from registry.errors import ConfigError
+from retrain.cli.app import app
+from retrain.cli.common import console, open_registry, render_table, settings
+
+__all__ = ["canary", "rollback", "serve", "traffic"]
+
+
+def _server_url(url: str | None) -> str:
+    return url or f"http://{settings().serve_host}:{settings().serve_port}"
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Model to serve (repeat; default all)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings).")] = None,
+    poll_interval: Annotated[
+        float, typer.Option(help="Seconds between registry polls (alias following).")
+    ] = 0.2,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault for demos: MODEL:VERSION:errors=0.05,latency=0.2,shift=0.3,crash"
+        ),
+    ] = None,
+) -> None:
+    """Serve the champion (and any canary) of each model, following registry aliases."""
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.faults import FaultInjector, parse_fault
+
+    injector = FaultInjector()
+    for text in fault or []:
+        name, version, spec = parse_fault(text)
+        injector.set(name, version, spec)
+    cfg = settings()
+    registry = open_registry()
+    application = create_app(
+        registry, model or None, poll_interval_s=poll_interval, faults=injector
+    )
+    bind_host, bind_port = host or cfg.serve_host, port or cfg.serve_port
+    console.print(
+        f"serving {', '.join(model or ['every model'])} on http://{bind_host}:{bind_port}"
+    )
+    try:
+        uvicorn.run(
+            application, host=bind_host, port=bind_port, log_level="warning", access_log=False
+        )
+    finally:
+        registry.close()
+
+
+@app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the event log).")],
+    to: Annotated[
+        int | None, typer.Option("--to", help="Version to go back to (default: previous champion).")
+    ] = None,
+    actor: Annotated[str, typer.Option(help="Who is rolling back.")] = "cli",
+) -> None:
+    """Move NAME's champion back (and drop any canary); servers follow within a second."""
+    from tasks.rollback import rollback as roll_back
+
+    with open_registry() as registry:
+        result = roll_back(registry, name, to, reason=reason, actor=actor)
+    row = {
+        "model": result.model,
+        "from": result.from_version,
+        "to": result.to_version,
+        "canary dropped": result.canary_dropped,
+        "ms": round(result.elapsed_s * 1000, 1),
+    }
+    console.print(render_table("rollback", [row]))
+
+
+@app.command("canary")
+def canary(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Candidate version to release.")],
+    server: Annotated[
+        str | None, typer.Option(help="Model server URL for stats (default from settings).")
+    ] = None,
+    prometheus: Annotated[
+        str | None, typer.Option(help="Prometheus URL: read metrics with PromQL instead.")
+    ] = None,
+    steps: Annotated[str, typer.Option(help="Traffic percentages, comma separated.")] = (
+        "10,25,50,100"
+    ),
+    interval: Annotated[float, typer.Option(help="Seconds per analysis window.")] = 30.0,
+    min_requests: Annotated[int, typer.Option(help="Canary requests a window needs.")] = 50,
+    shadow: Annotated[bool, typer.Option(help="Mirror traffic; the champion answers.")] = False,
+) -> None:
+    """Release VERSION of NAME as a canary: step through weights, promote or roll back."""
+    from pydantic import ValidationError
+
+    from tasks.canary import CanaryPolicy, run_canary
+    from tasks.canary_sources import MetricsSource, PrometheusSource, ServerStatsSource
+
+    try:
+        policy = CanaryPolicy(
+            steps=[float(s) for s in steps.split(",") if s.strip()],
+            interval_s=interval,
+            min_requests=min_requests,
+            shadow=shadow,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(f"bad canary options: {str(exc).splitlines()[0]}") from exc
+    source: MetricsSource = (
+        PrometheusSource(prometheus) if prometheus else ServerStatsSource(_server_url(server))
+    )
+    with open_registry() as registry, console.status(f"canary {name} v{version} ..."):
+        outcome = run_canary(registry, name, version, policy, source, actor="cli")
+    console.print(render_table(f"canary {name} v{version}", [s.row() for s in outcome.steps]))
+    colour = "green" if outcome.promoted else "red"
+    console.print(f"[{colour}]{outcome.status}[/]: {outcome.reason}", highlight=False)
+    if not outcome.promoted:
+        raise typer.Exit(1)
+
+
+@app.command("traffic")
+def traffic(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    url: Annotated[str | None, typer.Option(help="Model server URL (loopback only).")] = None,
+    rate: Annotated[float, typer.Option(help="Requests per second.")] = 50.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 10.0,
+    scenario: Annotated[str, typer.Option(help="Simulator scenario.")] = "stable",
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
+    label: Annotated[str | None, typer.Option(help="Label column sent as feedback.")] = None,
+    feedback_delay: Annotated[float, typer.Option(help="Seconds before labels are sent.")] = 1.0,
+) -> None:
+    """Replay simulated loan applications against the server, with delayed feedback labels."""
+    from retrain.traffic import drive_traffic
+
+    with console.status(f"sending {rate:g} req/s to {name} for {duration:g}s ..."):
+        report = drive_traffic(
+            _server_url(url),
+            name,
+            rate=rate,
+            duration_s=duration,
+            scenario=scenario,
+            seed=seed,
+            label=label,
+            feedback_delay_s=feedback_delay,
+            keep_records=True,
+        )
+    p95 = report.latency_quantile(0.95)
+    row = {
+        "sent": report.sent,
+        "ok": report.ok,
+        "4xx": report.client_errors,
+        "5xx": report.server_errors,
+        "failed": report.failed,
+        "req/s": round(report.achieved_rps, 1),
+        "p95 ms": None if p95 is None else round(p95 * 1000, 2),
+        "versions": dict(report.by_version),
+        "feedback": report.feedback_sent,
+    }
+    console.print(render_table(f"traffic to {name}", [row]))

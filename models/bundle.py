@@ -1,0 +1,182 @@
+"""The model bundle: safetensors weights plus a JSON manifest, both content-addressed.
+
+Storage is two blobs. The weights blob holds the ``TabularMLP`` state dict as safetensors; the
+manifest blob is canonical JSON (sorted keys, no timestamps) naming the weights by digest and
+holding the architecture, preprocessing statistics, feature schema, metrics and lineage. The
+bundle's digest is the manifest's digest, so one string pins everything. Loading re-hashes both
+blobs and never unpickles: safetensors holds raw tensors only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from models.errors import BundleError
+from models.modules import TabularMLP
+from models.preprocessing import Preprocessor, instances_to_frame
+from registry.errors import RegistryError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MANIFEST_MEDIA_TYPE",
+    "WEIGHTS_MEDIA_TYPE",
+    "EncodedBundle",
+    "ModelBundle",
+    "encode_bundle",
+    "load_bundle",
+    "save_bundle",
+]
+
+BUNDLE_FORMAT = "retrain-model-bundle/1"
+MANIFEST_MEDIA_TYPE = "application/vnd.retrain.model-bundle+json"
+WEIGHTS_MEDIA_TYPE = "application/vnd.retrain.safetensors"
+
+GetBytes = Callable[[str], bytes]
+PutBytes = Callable[..., str]
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _canonical_json(value: Any) -> bytes:
+    return (json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class EncodedBundle:
+    """The two blobs of a bundle and their digests (``digest`` is the manifest's)."""
+
+    weights: bytes
+    manifest: bytes
+    weights_digest: str
+    digest: str
+
+
+def encode_bundle(
+    net: TabularMLP,
+    *,
+    architecture: Mapping[str, Any],
+    preprocessor: Preprocessor,
+    task: str,
+    target: str,
+    metrics: Mapping[str, float],
+    lineage: Mapping[str, Any],
+) -> EncodedBundle:
+    """Bytes of a bundle; the same weights and inputs always give the same bytes."""
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    weights = save_safetensors(state)
+    weights_digest = _sha256(weights)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "weights": {"digest": weights_digest, "bytes": len(weights), "format": "safetensors"},
+        "architecture": dict(architecture),
+        "task": task,
+        "target": target,
+        "features": {
+            "numeric": list(preprocessor.numeric),
+            "categorical": list(preprocessor.categorical),
+        },
+        "preprocessing": preprocessor.to_dict(),
+        "metrics": {k: float(v) for k, v in sorted(metrics.items()) if np.isfinite(v)},
+        "lineage": dict(lineage),
+    }
+    try:
+        manifest_bytes = _canonical_json(manifest)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"bundle manifest is not plain JSON: {exc}") from exc
+    return EncodedBundle(weights, manifest_bytes, weights_digest, _sha256(manifest_bytes))
+
+
+def save_bundle(put_bytes: PutBytes, encoded: EncodedBundle) -> str:
+    """Store weights first, then the manifest that names them; returns the bundle digest."""
+    stored_weights = put_bytes(encoded.weights, media_type=WEIGHTS_MEDIA_TYPE)
+    stored = put_bytes(encoded.manifest, media_type=MANIFEST_MEDIA_TYPE)
+    if stored_weights != encoded.weights_digest or stored != encoded.digest:
+        raise BundleError("the store returned unexpected digests for the bundle blobs")
+    return stored
+
+
+class ModelBundle:
+    """A verified, loaded model ready to predict on CPU."""
+
+    def __init__(self, digest: str, manifest: dict[str, Any], net: TabularMLP) -> None:
+        self.digest = digest
+        self.manifest = manifest
+        self.net = net.eval()
+        self.preprocessor = Preprocessor.from_dict(manifest["preprocessing"])
+        self.task: str = manifest["task"]
+        self.target: str = manifest["target"]
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.preprocessor.feature_names
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.manifest.get("metrics", {}))
+
+    def predict(self, instances: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """P(y=1) for binary tasks, the predicted value for regression (float64 [n]).
+
+        Raises InvalidInstanceError naming the first absent or malformed feature.
+        """
+        frame = (
+            instances
+            if isinstance(instances, pd.DataFrame)
+            else instances_to_frame(instances, self.feature_names)
+        )
+        numeric, categorical = self.preprocessor.transform(frame)
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(numeric), torch.from_numpy(categorical))
+        raw = out.double().numpy()
+        if self.task == "binary":
+            result: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
+            return result
+        return raw * self.preprocessor.target_std + self.preprocessor.target_mean
+
+
+def load_bundle(get_bytes: GetBytes, digest: str) -> ModelBundle:
+    """Fetch, verify and build the bundle ``digest``; BundleError if anything does not match."""
+    manifest_bytes = _fetch(get_bytes, digest, "manifest")
+    try:
+        manifest = json.loads(manifest_bytes)
+        if manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"blob {digest} is not a model bundle ({BUNDLE_FORMAT})")
+        weights_info = manifest["weights"]
+        architecture = dict(manifest["architecture"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"bundle {digest} has an unreadable manifest: {exc}") from exc
+    weights = _fetch(get_bytes, str(weights_info["digest"]), "weights")
+    try:
+        state = load_safetensors(weights)
+        if architecture.pop("class", "TabularMLP") != "TabularMLP":
+            raise BundleError(f"bundle {digest} names an unknown architecture")
+        net = TabularMLP(**architecture)
+        net.load_state_dict(state, strict=True)
+        return ModelBundle(digest, manifest, net)
+    except BundleError:
+        raise
+    except (SafetensorError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+        raise BundleError(f"bundle {digest} weights do not fit its manifest: {exc}") from exc
+
+
+def _fetch(get_bytes: GetBytes, digest: str, what: str) -> bytes:
+    try:
+        data = get_bytes(digest)
+    except RegistryError as exc:
+        raise BundleError(f"cannot read bundle {what} {digest}: {exc}") from exc
+    if _sha256(data) != digest:
+        raise BundleError(f"bundle {what} {digest} was tampered with: its bytes do not match")
+    return data

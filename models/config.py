@@ -1,0 +1,53 @@
+"""Model and training settings: what a pipeline spec's ``model:`` and ``training:`` hold."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Activation", "ModelConfig", "Precision", "TrainingConfig"]
+
+Activation = Literal["relu", "gelu", "silu"]
+Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
+
+
+class ModelConfig(BaseModel):
+    """Architecture of the tabular MLP: embeddings for categoricals, then dense layers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hidden_sizes: tuple[int, ...] = Field(
+        default=(64, 32), min_length=1, description="Width of each hidden layer."
+    )
+    embedding_dim: int | None = Field(
+        default=None, ge=1, le=256, description="Fixed embedding width; None sizes it per feature."
+    )
+    max_embedding_dim: int = Field(default=16, ge=1, le=256)
+    max_categories: int = Field(
+        default=256, ge=1, description="Vocabulary cap per categorical; rarer values are unknown."
+    )
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    activation: Activation = "relu"
+
+
+class TrainingConfig(BaseModel):
+    """How a model is fitted. Same data, settings and seed on CPU give the same bundle."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=1024, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+    patience: int = Field(default=3, ge=1, description="Epochs without val_loss improvement.")
+    val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = Field(default=0, ge=0)
+    precision: Precision = Field(
+        default="auto", description="auto: bf16-mixed on GPUs that support it, else 32-true."
+    )
+    accelerator: str = Field(default="auto", description="Lightning accelerator (auto/cpu/gpu).")
+    devices: int | str = Field(default="auto", description="Lightning devices; several => DDP.")
+    strategy: str = Field(
+        default="auto", description="Lightning strategy; auto picks DDP for several devices."
+    )

@@ -1,0 +1,62 @@
+"""The thin LightningModule: a loss and an optimiser around the plain ``TabularMLP``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from models.modules import TabularMLP
+
+__all__ = ["Task", "TabularModule"]
+
+Task = Literal["binary", "regression"]
+
+
+class TabularModule(L.LightningModule):
+    """Binary classification (BCE with logits) or regression (MSE on a standardised target)."""
+
+    def __init__(
+        self,
+        net: TabularMLP,
+        task: Task,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        # The net is an nn.Module (saved in the state dict), so it is kept out of hparams.
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.task = task
+        self.loss_fn: nn.Module = nn.BCEWithLogitsLoss() if task == "binary" else nn.MSELoss()
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(numeric, categorical)
+        return out
+
+    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        numeric, categorical, target = batch
+        # The loss is computed in float32 even under bf16 autocast, for a stable gradient.
+        out = self(numeric, categorical).float()
+        loss: torch.Tensor = self.loss_fn(out, target)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss = self._loss(batch)
+        self.log(
+            "val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch[0])
+        )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.parameters(),
+            lr=self.hparams["learning_rate"],
+            weight_decay=self.hparams["weight_decay"],
+        )

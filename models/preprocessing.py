@@ -1,0 +1,169 @@
+"""Feature preprocessing fitted on the training snapshot and stored in the bundle manifest.
+
+Numeric features are standardised with the training mean and standard deviation; categorical
+features map to integer codes through a vocabulary whose code 0 is the unknown bucket, so a
+value never seen in training still gets a prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.errors import InvalidInstanceError, TrainingError
+
+__all__ = ["UNKNOWN_CODE", "Preprocessor", "instances_to_frame"]
+
+UNKNOWN_CODE = 0
+_MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Normalisation statistics and vocabularies, plus the regression target's scale."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    means: tuple[float, ...]
+    stds: tuple[float, ...]
+    vocabularies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        max_categories: int,
+        target: np.ndarray | None = None,
+    ) -> Preprocessor:
+        """Statistics of ``frame``; a regression ``target`` is standardised too."""
+        missing = [c for c in (*numeric, *categorical) if c not in frame.columns]
+        if missing:
+            raise TrainingError(f"training data lacks feature column(s): {', '.join(missing)}")
+        means: list[float] = []
+        stds: list[float] = []
+        for name in numeric:
+            values = _numeric_column(frame[name], name)
+            if not np.isfinite(values).all():
+                raise TrainingError(
+                    f"feature {name!r} has missing or infinite values; validate the data first"
+                )
+            means.append(float(values.mean()))
+            stds.append(max(float(values.std()), _MIN_STD))
+        vocabularies = {name: _vocabulary(frame[name], max_categories) for name in categorical}
+        t_mean, t_std = 0.0, 1.0
+        if target is not None:
+            t_mean, t_std = float(target.mean()), max(float(target.std()), _MIN_STD)
+        return cls(
+            numeric=tuple(numeric),
+            categorical=tuple(categorical),
+            means=tuple(means),
+            stds=tuple(stds),
+            vocabularies=vocabularies,
+            target_mean=t_mean,
+            target_std=t_std,
+        )
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        """Embedding rows per categorical: the vocabulary plus the unknown bucket."""
+        return tuple(len(self.vocabularies[name]) + 1 for name in self.categorical)
+
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 standardised numerics [n, k], int64 category codes [n, m]).
+
+        Raises InvalidInstanceError naming the first absent or malformed feature.
+        """
+        n = len(frame)
+        num = np.empty((n, len(self.numeric)), dtype=np.float32)
+        for j, name in enumerate(self.numeric):
+            if name not in frame.columns:
+                raise InvalidInstanceError(f"instances lack feature {name!r}", field=name)
+            values = _numeric_column(frame[name], name)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise InvalidInstanceError(
+                    f"feature {name!r} must be a finite number (instance {row})", field=name
+                )
+            num[:, j] = (values - self.means[j]) / self.stds[j]
+        cat = np.empty((n, len(self.categorical)), dtype=np.int64)
+        for j, name in enumerate(self.categorical):
+            if name not in frame.columns:
+                raise InvalidInstanceError(f"instances lack feature {name!r}", field=name)
+            vocab = self.vocabularies[name]
+            # Codes 1..len(vocab) follow the vocabulary; anything else is the unknown bucket.
+            index = pd.Index(vocab)
+            codes = index.get_indexer(frame[name].astype("string").fillna(""))
+            cat[:, j] = codes + 1
+        return num, cat
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": {n: {"mean": m, "std": s} for n, m, s in zip(
+                self.numeric, self.means, self.stds, strict=True
+            )},
+            "numeric_order": list(self.numeric),
+            "categorical": {n: list(self.vocabularies[n]) for n in self.categorical},
+            "categorical_order": list(self.categorical),
+            "target": {"mean": self.target_mean, "std": self.target_std},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
+        numeric = tuple(str(n) for n in data["numeric_order"])
+        categorical = tuple(str(n) for n in data["categorical_order"])
+        return cls(
+            numeric=numeric,
+            categorical=categorical,
+            means=tuple(float(data["numeric"][n]["mean"]) for n in numeric),
+            stds=tuple(float(data["numeric"][n]["std"]) for n in numeric),
+            vocabularies={n: tuple(str(v) for v in data["categorical"][n]) for n in categorical},
+            target_mean=float(data["target"]["mean"]),
+            target_std=float(data["target"]["std"]),
+        )
+
+
+def instances_to_frame(
+    instances: Sequence[Mapping[str, Any]], features: Sequence[str]
+) -> pd.DataFrame:
+    """Columns of ``features`` from a list of dicts, naming the first instance lacking one."""
+    columns: dict[str, list[Any]] = {}
+    for name in features:
+        column: list[Any] = []
+        for i, inst in enumerate(instances):
+            if not isinstance(inst, Mapping):
+                raise InvalidInstanceError(f"instance {i} is not an object", field="instances")
+            if name not in inst:
+                raise InvalidInstanceError(f"instance {i} lacks feature {name!r}", field=name)
+            column.append(inst[name])
+        columns[name] = column
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(instances)))
+
+
+def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        return pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInstanceError(f"feature {name!r} must be a number", field=name) from exc
+
+
+def _vocabulary(series: pd.Series, max_categories: int) -> tuple[str, ...]:
+    """Most frequent values first (ties by value), so the order is deterministic."""
+    counts = series.dropna().astype(str).value_counts()
+    ranked = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+    return tuple(str(value) for value, _ in ranked[:max_categories])

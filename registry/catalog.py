@@ -1,0 +1,431 @@
+"""The SQL catalog: blobs, datasets, model versions, aliases and the append-only event log.
+
+Every method is one short transaction, retried when it loses a lock race, and returns frozen
+records. Version numbers come from a per-model counter row updated in the same transaction as
+the version row, so they are gap-free (a rolled-back registration takes its number back).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from registry.database import create_catalog_engine, ensure_schema, jsonable
+from registry.errors import AliasConflictError, BlobNotFoundError, ConfigError, NotFoundError
+from registry.hashing import parse_digest
+from registry.inbox import InboxMixin
+from registry.records import (
+    MODEL_STATUSES,
+    BlobRecord,
+    DatasetRecord,
+    EventRecord,
+    ModelVersionRecord,
+)
+from registry.schema import (
+    AliasRow,
+    BlobRow,
+    DatasetRow,
+    EventRow,
+    ModelRow,
+    ModelVersionRow,
+    utcnow,
+)
+from registry.transactions import dataset_record, event_record, version_record
+
+__all__ = ["GC_LOCK_KEY", "Catalog"]
+
+# Blob-row inserts take this advisory lock shared, garbage collection takes it exclusive.
+GC_LOCK_KEY = 0x5265_7472_6169_6E02
+
+
+def _name(kind: str, value: str) -> str:
+    if not value or len(value) > 200 or value != value.strip():
+        raise ConfigError(f"{kind} name {value!r} must be 1-200 characters without outer spaces")
+    return value
+
+
+def _metrics(values: Mapping[str, float]) -> dict[str, float | None]:
+    # JSON has no NaN or infinity; they are stored as null and read back as NaN.
+    return {str(k): (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
+
+
+class Catalog(InboxMixin):
+    """The registry's SQL catalog on SQLite or PostgreSQL."""
+
+    @classmethod
+    def open(cls, database_url: str) -> Catalog:
+        """Connect, and migrate the schema to the newest revision if needed."""
+        engine = create_catalog_engine(database_url)
+        ensure_schema(engine, database_url)
+        return cls(engine, database_url)
+
+    # -- blobs -------------------------------------------------------------------------------
+    def record_blob(
+        self,
+        digest: str,
+        size: int,
+        media_type: str,
+        *,
+        store_checksum: str | None = None,
+        still_stored: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Add the row for a stored blob; False (and no row) if ``still_stored`` says it is gone.
+
+        The check runs inside the transaction, which garbage collection cannot overlap, so a
+        blob collected just before the row would have been written is noticed and re-put.
+        """
+        digest = parse_digest(digest)
+
+        def op(s: Session) -> bool:
+            if self.dialect == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": GC_LOCK_KEY})
+            if still_stored is not None and not still_stored():
+                return False
+            s.execute(
+                self._insert(BlobRow)
+                .values(
+                    digest=digest,
+                    size=size,
+                    media_type=media_type,
+                    store_checksum=store_checksum,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing()
+            )
+            return True
+
+        return self._write(op)
+
+    def get_blob(self, digest: str) -> BlobRecord | None:
+        """The catalog row of a blob, if any."""
+        digest = parse_digest(digest)
+        row = self._read(lambda s: s.get(BlobRow, digest))
+        return None if row is None else _blob_record(row)
+
+    def list_blobs(self) -> list[BlobRecord]:
+        """Every catalogued blob, oldest first."""
+        rows = self._read(lambda s: s.scalars(select(BlobRow).order_by(BlobRow.created_at)).all())
+        return [_blob_record(row) for row in rows]
+
+    def collect_unreferenced(
+        self, digests: Sequence[str], delete_blob: Callable[[str], None] | None
+    ) -> list[str]:
+        """Which of ``digests`` have no row; each is passed to ``delete_blob`` under the GC lock."""
+
+        def op(s: Session) -> list[str]:
+            if self.dialect == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": GC_LOCK_KEY})
+            known = set(s.scalars(select(BlobRow.digest).where(BlobRow.digest.in_(digests))))
+            orphans = [d for d in digests if d not in known]
+            if delete_blob is not None:
+                for digest in orphans:
+                    delete_blob(digest)
+            return orphans
+
+        return self._run(op, write=delete_blob is not None)
+
+    # -- datasets ----------------------------------------------------------------------------
+    def register_dataset(
+        self, name: str, digest: str, rows: int, schema: Mapping[str, str]
+    ) -> DatasetRecord:
+        """Record a dataset snapshot; registering the same (name, digest) again returns it."""
+        name = _name("dataset", name)
+
+        def op(s: Session) -> DatasetRow:
+            checked = self._require_blob(s, digest)
+            s.execute(
+                self._insert(DatasetRow)
+                .values(
+                    name=name,
+                    digest=checked,
+                    rows=int(rows),
+                    schema={str(k): str(v) for k, v in schema.items()},
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing()
+            )
+            where = (DatasetRow.name == name) & (DatasetRow.digest == checked)
+            return s.scalars(select(DatasetRow).where(where)).one()
+
+        return dataset_record(self._write(op))
+
+    def get_dataset(self, digest: str) -> DatasetRecord:
+        """The (first registered) dataset stored under ``digest``."""
+        digest = parse_digest(digest)
+        query = select(DatasetRow).where(DatasetRow.digest == digest).order_by(DatasetRow.id)
+        row = self._read(lambda s: s.scalars(query.limit(1)).first())
+        if row is None:
+            raise NotFoundError(
+                f"no dataset snapshot {digest}: list them with `retrain registry ls`"
+            )
+        return dataset_record(row)
+
+    def latest_dataset(self, name: str) -> DatasetRecord | None:
+        """The most recently registered snapshot of dataset ``name``."""
+        query = select(DatasetRow).where(DatasetRow.name == name).order_by(DatasetRow.id.desc())
+        row = self._read(lambda s: s.scalars(query.limit(1)).first())
+        return None if row is None else dataset_record(row)
+
+    # -- model versions ----------------------------------------------------------------------
+    def register_model_version(
+        self,
+        model: str,
+        bundle_digest: str,
+        *,
+        metrics: Mapping[str, float],
+        lineage: Mapping[str, Any],
+        status: str = "candidate",
+        actor: str = "system",
+        reason: str = "",
+    ) -> ModelVersionRecord:
+        """Record the next version of ``model`` (1, 2, 3, ... without gaps) and log it."""
+        model = _name("model", model)
+        _check_status(status)
+
+        digest = parse_digest(bundle_digest)
+        stored_metrics = _metrics(metrics)
+        stored_lineage = jsonable(dict(lineage))
+
+        def op(s: Session) -> ModelVersionRecord:
+            now = utcnow()
+            # One upsert hands out the number; its row lock serializes registrations of this
+            # model (and only this model) until commit, and a rollback takes the number back.
+            version = s.execute(
+                self._insert(ModelRow)
+                .values(name=model, last_version=1, created_at=now)
+                .on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"last_version": ModelRow.__table__.c.last_version + 1},
+                )
+                .returning(ModelRow.__table__.c.last_version)
+            ).scalar_one()
+            s.execute(
+                insert(ModelVersionRow.__table__).values(
+                    model=model,
+                    version=version,
+                    bundle_digest=digest,
+                    status=status,
+                    metrics=stored_metrics,
+                    lineage=stored_lineage,
+                    created_at=now,
+                )
+            )
+            self._append(s, "model.registered", model, [version], reason, actor, {"status": status})
+            return ModelVersionRecord(
+                model, version, digest, status, _read_metrics(stored_metrics), stored_lineage, now
+            )
+
+        try:
+            return self._write(op)
+        except IntegrityError as exc:
+            # The only reference that can be missing is the bundle's blob row.
+            if self.get_blob(digest) is None:
+                raise _no_blob(digest) from exc
+            raise
+
+    def _version_row(self, s: Session, model: str, version: int) -> ModelVersionRow:
+        where = (ModelVersionRow.model == model) & (ModelVersionRow.version == version)
+        query = select(ModelVersionRow).where(where)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = s.scalars(query).first()
+        if row is None:
+            raise NotFoundError(
+                f"model {model!r} has no version {version}: see `retrain models ls`"
+            )
+        return row
+
+    def get_model_version(self, model: str, version: int) -> ModelVersionRecord:
+        """One version of a model."""
+        return version_record(self._read(lambda s: self._version_row(s, model, version)))
+
+    def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
+        """Every version of ``model``, oldest first."""
+        query = (
+            select(ModelVersionRow)
+            .where(ModelVersionRow.model == model)
+            .order_by(ModelVersionRow.version)
+        )
+        return [version_record(row) for row in self._read(lambda s: s.scalars(query).all())]
+
+    def list_models(self) -> list[str]:
+        """The names of all registered models, sorted."""
+        query = select(ModelRow.name).order_by(ModelRow.name)
+        return list(self._read(lambda s: s.scalars(query).all()))
+
+    def set_status(self, model: str, version: int, status: str, *, reason: str, actor: str) -> None:
+        """Change a version's status (candidate, rejected, champion, retired) and log it."""
+        _check_status(status)
+
+        def op(s: Session) -> None:
+            row = self._version_row(s, model, version)
+            previous, row.status = row.status, status
+            payload = {"status": status, "previous": previous}
+            self._append(s, "model.status", model, [version], reason, actor, payload)
+
+        self._write(op)
+
+    def update_metrics(self, model: str, version: int, metrics: Mapping[str, float]) -> None:
+        """Merge ``metrics`` into a version's metrics."""
+
+        def op(s: Session) -> None:
+            row = self._version_row(s, model, version)
+            row.metrics = {**row.metrics, **_metrics(metrics)}
+
+        self._write(op)
+
+    # -- aliases -----------------------------------------------------------------------------
+    def get_alias(self, model: str, alias: str) -> int | None:
+        """The version an alias points at, or None."""
+        query = select(AliasRow.version).where(AliasRow.model == model, AliasRow.alias == alias)
+        return self._read(lambda s: s.scalars(query).first())
+
+    def aliases(self, model: str) -> dict[str, int]:
+        """Every alias of ``model`` and the version it points at."""
+        query = select(AliasRow.alias, AliasRow.version).where(AliasRow.model == model)
+        return {a: v for a, v in self._read(lambda s: s.execute(query).tuples().all())}
+
+    def set_alias(
+        self,
+        model: str,
+        alias: str,
+        version: int | None,
+        *,
+        expected: int | None,
+        reason: str,
+        actor: str,
+    ) -> None:
+        """Point ``alias`` at ``version`` (None clears it) only if it now points at ``expected``."""
+        _name("alias", alias)
+
+        def op(s: Session) -> None:
+            key = (AliasRow.model == model) & (AliasRow.alias == alias)
+            now = utcnow()
+            if version is not None:
+                self._version_row(s, model, version)
+            if version is not None and expected is None:
+                stmt: Any = (
+                    self._insert(AliasRow)
+                    .values(model=model, alias=alias, version=version, updated_at=now)
+                    .on_conflict_do_nothing()
+                    .execution_options(preserve_rowcount=True)
+                )
+            elif version is not None:
+                stmt = (
+                    update(AliasRow)
+                    .where(key & (AliasRow.version == expected))
+                    .values(version=version, updated_at=now)
+                )
+            elif expected is not None:
+                stmt = delete(AliasRow).where(key & (AliasRow.version == expected))
+            else:
+                stmt = None
+            changed = cast(CursorResult[Any], s.execute(stmt)).rowcount if stmt is not None else 0
+            if changed != 1:
+                current = s.scalars(select(AliasRow.version).where(key)).first()
+                if stmt is None and current is None:
+                    return  # clearing an alias that is already clear, as expected
+                raise AliasConflictError(
+                    f"alias {alias!r} of model {model!r} points at {current}, not {expected}: "
+                    "another change won; re-read the alias and decide again"
+                )
+            kind = "alias.set" if version is not None else "alias.cleared"
+            versions = [version] if version is not None else [cast(int, expected)]
+            payload = {"alias": alias, "version": version, "previous": expected}
+            self._append(s, kind, model, versions, reason, actor, payload)
+
+        self._write(op)
+
+    # -- events ------------------------------------------------------------------------------
+    def _append(
+        self,
+        s: Session,
+        kind: str,
+        model: str | None,
+        versions: Iterable[int],
+        reason: str,
+        actor: str,
+        payload: Mapping[str, Any] | None,
+    ) -> EventRecord:
+        listed = [int(v) for v in versions]
+        stored = jsonable(dict(payload or {}))
+        now = utcnow()
+        event_id = s.execute(
+            insert(EventRow.__table__)
+            .values(
+                kind=kind,
+                model=model,
+                versions=listed,
+                reason=reason,
+                actor=actor,
+                payload=stored,
+                created_at=now,
+            )
+            .returning(EventRow.__table__.c.id)
+        ).scalar_one()
+        return EventRecord(event_id, kind, model, listed, reason, actor, stored, now)
+
+    def append_event(
+        self,
+        kind: str,
+        *,
+        model: str | None = None,
+        versions: Iterable[int] = (),
+        reason: str = "",
+        actor: str = "system",
+        payload: Mapping[str, Any] | None = None,
+    ) -> EventRecord:
+        """Append one entry to the event log."""
+        listed = list(versions)
+        return self._write(lambda s: self._append(s, kind, model, listed, reason, actor, payload))
+
+    def events(
+        self,
+        model: str | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+        since_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[EventRecord]:
+        """Events oldest first. With ``since_id`` the first ``limit`` after it (paging);
+        without, the latest ``limit`` (a tail)."""
+        query = select(EventRow)
+        if model is not None:
+            query = query.where(EventRow.model == model)
+        if kinds is not None:
+            query = query.where(EventRow.kind.in_(list(kinds)))
+        if since_id is not None:
+            query = query.where(EventRow.id > since_id)
+        tail = since_id is None and limit is not None
+        query = query.order_by(EventRow.id.desc() if tail else EventRow.id)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = list(self._read(lambda s: s.scalars(query).all()))
+        if tail:
+            rows.reverse()
+        return [event_record(row) for row in rows]
+
+
+def _check_status(status: str) -> None:
+    if status not in MODEL_STATUSES:
+        raise ConfigError(f"unknown status {status!r}: use one of {', '.join(MODEL_STATUSES)}")
+
+
+def _read_metrics(stored: Mapping[str, float | None]) -> dict[str, float]:
+    return {k: float("nan") if v is None else v for k, v in stored.items()}
+
+
+def _no_blob(digest: str) -> BlobNotFoundError:
+    return BlobNotFoundError(
+        f"no blob {digest} in the catalog: store the bytes with Registry.put_bytes or "
+        "`retrain registry put` first"
+    )
+
+
+def _blob_record(row: BlobRow) -> BlobRecord:
+    return BlobRecord(row.digest, row.size, row.media_type, row.created_at, row.store_checksum)

@@ -1,0 +1,129 @@
+"""Catalog tables beside the model registry proper: stored artifacts and the alert inbox."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from registry.database import jsonable
+from registry.errors import ConfigError, NotFoundError
+from registry.records import ALERT_STATES, AlertRecord, ArtifactRecord
+from registry.schema import AlertRow, ArtifactRow, utcnow
+from registry.transactions import CatalogBase, alert_record, artifact_record
+
+__all__ = ["InboxMixin"]
+
+
+class InboxMixin(CatalogBase):
+    """Artifacts (reports, specs, cards) and deduplicated alerts."""
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def register_artifact(
+        self, kind: str, name: str, digest: str, *, meta: Mapping[str, Any] | None = None
+    ) -> ArtifactRecord:
+        """Record a stored report or spec; the newest row per (kind, name) is the latest."""
+        if not kind or not name:
+            raise ConfigError("an artifact needs a non-empty kind and name")
+
+        def op(s: Session) -> ArtifactRow:
+            row = ArtifactRow(
+                kind=kind,
+                name=name,
+                digest=self._require_blob(s, digest),
+                meta=jsonable(dict(meta or {})),
+                created_at=utcnow(),
+            )
+            s.add(row)
+            s.flush()
+            return row
+
+        return artifact_record(self._write(op))
+
+    def artifacts(self, kind: str | None = None, name: str | None = None) -> list[ArtifactRecord]:
+        """Artifacts, oldest first, optionally of one kind and/or name."""
+        query = select(ArtifactRow).order_by(ArtifactRow.id)
+        if kind is not None:
+            query = query.where(ArtifactRow.kind == kind)
+        if name is not None:
+            query = query.where(ArtifactRow.name == name)
+        return [artifact_record(row) for row in self._read(lambda s: s.scalars(query).all())]
+
+    def latest_artifact(self, kind: str, name: str) -> ArtifactRecord | None:
+        """The newest artifact of ``kind`` named ``name``."""
+        query = (
+            select(ArtifactRow)
+            .where(ArtifactRow.kind == kind, ArtifactRow.name == name)
+            .order_by(ArtifactRow.id.desc())
+            .limit(1)
+        )
+        row = self._read(lambda s: s.scalars(query).first())
+        return None if row is None else artifact_record(row)
+
+    # -- alerts ------------------------------------------------------------------------------
+    def add_alert(
+        self,
+        dedup_key: str,
+        *,
+        source: str,
+        model: str,
+        status: str,
+        payload: Mapping[str, Any],
+    ) -> tuple[AlertRecord, bool]:
+        """File an alert once per ``dedup_key``; the flag says whether it is new."""
+        if not dedup_key or len(dedup_key) > 255:
+            raise ConfigError("an alert's dedup key must be 1-255 characters")
+
+        def op(s: Session) -> tuple[AlertRow, bool]:
+            now = utcnow()
+            result = s.execute(
+                self._insert(AlertRow)
+                .values(
+                    dedup_key=dedup_key,
+                    source=source,
+                    model=model,
+                    status=status,
+                    payload=jsonable(dict(payload)),
+                    state="received",
+                    flow_run_id=None,
+                    received_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing()
+                .execution_options(preserve_rowcount=True)
+            )
+            created = cast(CursorResult[Any], result).rowcount == 1
+            row = s.scalars(select(AlertRow).where(AlertRow.dedup_key == dedup_key)).one()
+            return row, created
+
+        row, created = self._write(op)
+        return alert_record(row), created
+
+    def pending_alerts(self, *, older_than_s: float = 0) -> list[AlertRecord]:
+        """Alerts still ``received`` that arrived at least ``older_than_s`` seconds ago."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        query = (
+            select(AlertRow)
+            .where(AlertRow.state == "received", AlertRow.received_at <= cutoff)
+            .order_by(AlertRow.id)
+        )
+        return [alert_record(row) for row in self._read(lambda s: s.scalars(query).all())]
+
+    def mark_alert(self, alert_id: int, state: str, *, flow_run_id: str | None = None) -> None:
+        """Move an alert to ``state`` (received, submitted, folded, ignored)."""
+        if state not in ALERT_STATES:
+            known = ", ".join(ALERT_STATES)
+            raise ConfigError(f"unknown alert state {state!r}: use one of {known}")
+        values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
+        if flow_run_id is not None:
+            values["flow_run_id"] = flow_run_id
+
+        def op(s: Session) -> int:
+            stmt = update(AlertRow).where(AlertRow.id == alert_id).values(**values)
+            return cast(CursorResult[Any], s.execute(stmt)).rowcount
+
+        if self._write(op) != 1:
+            raise NotFoundError(f"no alert with id {alert_id}")

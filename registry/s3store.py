@@ -1,0 +1,364 @@
+"""Blobs in S3 (or any S3-compatible store) through boto3.
+
+Puts send the sha256 checksum so the server rejects damaged uploads, and are conditional
+(``If-None-Match: *``): a 412 means the same bytes are already stored, which is success. Large
+blobs go up in parts; S3 then only keeps a checksum of part checksums, so the whole-object
+sha256 is the digest recorded in SQL. Every read re-hashes the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+
+from registry.errors import BlobNotFoundError, ConfigError, CorruptBlobError, StoreUnavailableError
+from registry.hashing import CHUNK_SIZE, blob_key, digest_file, digest_from_key, digest_of_hash
+from registry.records import BlobInfo
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from registry.blobstore import StoredBlob
+
+__all__ = ["S3BlobStore"]
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"}
+
+
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+class S3BlobStore:
+    """Blobs as objects ``<prefix>/sha256/<2 hex>/<64 hex>`` in one bucket."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        multipart_threshold: int = 64 * 1024 * 1024,
+        part_size: int = 16 * 1024 * 1024,
+    ) -> None:
+        if part_size < 5 * 1024 * 1024:
+            raise ConfigError("S3 part size must be at least 5 MiB (an S3 limit)")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client: S3Client | None = None
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client, built on first use (never at import or construction)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=120,
+                s3={"addressing_style": "path"} if self.endpoint_url else {},
+            )
+            self._client = boto3.client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
+            )
+        return self._client
+
+    def key_of(self, digest: str) -> str:
+        """The object key of a blob."""
+        key = blob_key(digest)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    # -- error mapping -----------------------------------------------------------------------
+    def _fail(self, exc: Exception, doing: str) -> NoReturn:
+        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+        where = self.endpoint_url or "AWS"
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            raise StoreUnavailableError(
+                f"no S3 credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+            ) from exc
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if code == "NoSuchBucket":
+                raise StoreUnavailableError(
+                    f"S3 bucket {self.bucket!r} does not exist at {where}: create it or fix "
+                    "RETRAIN_BLOB_URL"
+                ) from exc
+            if code in _REFUSED:
+                raise StoreUnavailableError(
+                    f"S3 at {where} refused access to {self.url} ({code}) while {doing}: "
+                    "check the credentials and the bucket policy"
+                ) from exc
+            raise StoreUnavailableError(
+                f"S3 at {where} failed while {doing}: {code} {error.get('Message', '')}".strip()
+            ) from exc
+        raise StoreUnavailableError(
+            f"cannot reach S3 at {where} while {doing} ({type(exc).__name__}): check "
+            "RETRAIN_S3_ENDPOINT_URL and that the server is running"
+        ) from exc
+
+    @staticmethod
+    def _code(exc: Exception) -> str:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            return str(exc.response.get("Error", {}).get("Code", ""))
+        return ""
+
+    # -- writing -----------------------------------------------------------------------------
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        from registry.blobstore import StoredBlob
+
+        hex_digest = hashlib.sha256(data).hexdigest()
+        digest = "sha256:" + hex_digest
+        if len(data) > self.multipart_threshold:
+            if self.exists(digest):
+                return StoredBlob(digest, len(data), written=False)
+            view = memoryview(data)
+            parts = (view[i : i + self.part_size] for i in range(0, len(view), self.part_size))
+            return self._put_multipart(digest, len(data), parts)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.key_of(digest),
+                Body=data,
+                ChecksumSHA256=_b64(hex_digest),
+                IfNoneMatch="*",
+                Metadata={"sha256": hex_digest},
+            )
+        except Exception as exc:
+            if self._code(exc) in {"PreconditionFailed", "412"}:
+                return StoredBlob(digest, len(data), written=False)
+            self._fail(exc, f"storing {digest}")
+        return StoredBlob(digest, len(data), written=True)
+
+    def _put_multipart(
+        self, digest: str, size: int, parts: Iterator[memoryview | bytes]
+    ) -> StoredBlob:
+        from registry.blobstore import StoredBlob
+
+        key = self.key_of(digest)
+        try:
+            upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                ChecksumAlgorithm="SHA256",
+                Metadata={"sha256": digest[7:]},
+            )["UploadId"]
+        except Exception as exc:
+            self._fail(exc, f"starting the upload of {digest}")
+        try:
+            done: list[dict[str, Any]] = []
+            composite = hashlib.sha256()
+            for number, part in enumerate(parts, start=1):
+                part_digest = hashlib.sha256(part).digest()
+                composite.update(part_digest)
+                checksum = base64.b64encode(part_digest).decode("ascii")
+                answer = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=bytes(part),
+                    ChecksumSHA256=checksum,
+                )
+                done.append(
+                    {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
+                )
+            result = self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},  # type: ignore[typeddict-item]  # stubs want a narrower literal type
+                IfNoneMatch="*",
+            )
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            if self._code(exc) in {"PreconditionFailed", "412"}:
+                return StoredBlob(digest, size, written=False)
+            self._fail(exc, f"uploading {digest}")
+        # S3's checksum of a multipart object is the sha256 of the part checksums, "-<parts>";
+        # kept beside the whole-object digest so either can be checked against the store.
+        ours = f"{base64.b64encode(composite.digest()).decode('ascii')}-{len(done)}"
+        reported = result.get("ChecksumSHA256")
+        if reported and reported != ours:
+            self.delete(digest)
+            raise StoreUnavailableError(
+                f"S3 at {self.url} stored {digest} with checksum {reported}, expected {ours}: "
+                "the upload was damaged and removed; put it again"
+            )
+        return StoredBlob(digest, size, written=True, store_checksum=ours)
+
+    def put_file(self, path: Path) -> StoredBlob:
+        try:
+            size = path.stat().st_size
+            digest = digest_file(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+        if size <= self.multipart_threshold:
+            return self.put_bytes(path.read_bytes())
+        from registry.blobstore import StoredBlob
+
+        if self.exists(digest):
+            return StoredBlob(digest, size, written=False)
+        with path.open("rb") as handle:
+            parts = iter(lambda: handle.read(self.part_size), b"")
+            stored = self._put_multipart(digest, size, parts)
+        if digest_file(path) != digest:
+            self.delete(digest)  # the file changed while it was uploaded
+            raise ConfigError(f"{path} changed while it was being stored; try again")
+        return stored
+
+    def put_stream(self, stream: BinaryIO) -> StoredBlob:
+        # The key needs the digest, so a stream is spooled (and hashed) to a local temp first.
+        with tempfile.TemporaryDirectory(prefix="retrain-spool-") as folder:
+            spool = Path(folder) / "blob"
+            with spool.open("wb") as out:
+                while chunk := stream.read(CHUNK_SIZE):
+                    out.write(chunk)
+            return self.put_file(spool)
+
+    # -- reading -----------------------------------------------------------------------------
+    def exists(self, digest: str) -> bool:
+        return self.stat(digest) is not None
+
+    def stat(self, digest: str) -> BlobInfo | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key_of(digest))
+        except Exception as exc:
+            if self._code(exc) in _NOT_FOUND:
+                return None
+            self._fail(exc, f"looking up {digest}")
+        return BlobInfo(digest, int(head["ContentLength"]), head["LastModified"])
+
+    def _chunks(self, digest: str) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key_of(digest))["Body"]
+        except Exception as exc:
+            if self._code(exc) in _NOT_FOUND:
+                raise BlobNotFoundError(
+                    f"no blob {digest} in {self.url}: check the digest with `retrain registry ls`"
+                ) from exc
+            self._fail(exc, f"reading {digest}")
+        try:
+            while chunk := body.read(CHUNK_SIZE):
+                yield chunk
+        except Exception as exc:
+            if type(exc).__name__ == "FlexibleChecksumError":
+                raise CorruptBlobError(
+                    f"blob {digest} in {self.url} failed the store's checksum: it is corrupt; "
+                    "re-put the original bytes"
+                ) from exc
+            self._fail(exc, f"reading {digest}")
+        finally:
+            body.close()
+
+    def _refuse(self, digest: str, actual: str) -> CorruptBlobError:
+        return CorruptBlobError(
+            f"blob {digest} in {self.url} hashes to {actual}: it is corrupt; "
+            "re-put the original bytes or restore it from a backup"
+        )
+
+    def get_bytes(self, digest: str) -> bytes:
+        hasher = hashlib.sha256()
+        pieces: list[bytes] = []
+        for chunk in self._chunks(digest):
+            hasher.update(chunk)
+            pieces.append(chunk)
+        actual = digest_of_hash(hasher)
+        if actual != digest:
+            raise self._refuse(digest, actual)
+        return b"".join(pieces)
+
+    def get_to_file(self, digest: str, path: Path) -> None:
+        path = path.expanduser().resolve()
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        except OSError as exc:
+            raise ConfigError(f"cannot write into {path.parent}: {exc.strerror}") from exc
+        temp = Path(name)
+        try:
+            hasher = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self._chunks(digest):
+                    hasher.update(chunk)
+                    out.write(chunk)
+            actual = digest_of_hash(hasher)
+            if actual != digest:
+                raise self._refuse(digest, actual)
+            os.replace(temp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+    def check(self, digest: str) -> int:
+        hasher = hashlib.sha256()
+        size = 0
+        for chunk in self._chunks(digest):
+            hasher.update(chunk)
+            size += len(chunk)
+        actual = digest_of_hash(hasher)
+        if actual != digest:
+            raise self._refuse(digest, actual)
+        return size
+
+    def list(self) -> Iterator[BlobInfo]:
+        root = f"{self.prefix}/sha256/" if self.prefix else "sha256/"
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=root
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    digest = digest_from_key(item["Key"])
+                    if digest is not None:
+                        yield BlobInfo(digest, int(item["Size"]), item["LastModified"])
+        except Exception as exc:
+            self._fail(exc, "listing blobs")
+
+    # -- removing ----------------------------------------------------------------------------
+    def delete(self, digest: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
+        except Exception as exc:
+            self._fail(exc, f"deleting {digest}")
+
+    def clean_temp(self, older_than: datetime, *, dry_run: bool) -> int:
+        """Abort multipart uploads started before ``older_than`` (left by killed writers)."""
+        found = 0
+        try:
+            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix)
+            for upload in answer.get("Uploads", []):
+                if upload["Initiated"] <= older_than:
+                    found += 1
+                    if not dry_run:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+        except Exception as exc:
+            self._fail(exc, "cleaning unfinished uploads")
+        return found
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

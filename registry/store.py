@@ -1,0 +1,139 @@
+"""The ``Registry``: a blob store and a SQL catalog kept consistent with each other.
+
+Write order is blob first, then row, so a row never points at a missing blob; a failure in
+between leaves an orphan blob that ``gc`` collects once it is older than the grace period.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from registry.blobstore import BlobStore, StoredBlob, open_blob_store
+from registry.catalog import Catalog
+from registry.errors import BlobNotFoundError, CorruptBlobError, RegistryError
+from registry.hashing import parse_digest
+from registry.records import BlobInfo, BlobProblem, GcReport, VerifyReport
+from registry.schema import utcnow
+
+__all__ = ["Registry"]
+
+_GC_BATCH = 500
+
+
+class Registry:
+    """Content-addressed blobs plus the catalog that indexes them."""
+
+    def __init__(self, blobs: BlobStore, catalog: Catalog) -> None:
+        self.blobs = blobs
+        self.catalog = catalog
+
+    @classmethod
+    def open(
+        cls,
+        database_url: str,
+        blob_url: str,
+        *,
+        s3_endpoint_url: str | None = None,
+        s3_region: str | None = None,
+    ) -> Registry:
+        """Open (and if new, create) the catalog and the blob store the URLs name."""
+        blobs = open_blob_store(blob_url, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
+        return cls(blobs, Catalog.open(database_url))
+
+    # -- writing -----------------------------------------------------------------------------
+    def _record(self, put: Callable[[], StoredBlob], media_type: str) -> str:
+        # A blob collected by gc between our put and our row is noticed inside the row's
+        # transaction (gc cannot overlap it); then the bytes are put again.
+        for _ in range(3):
+            stored = put()
+            digest = stored.digest
+            if self.catalog.record_blob(
+                digest,
+                stored.size,
+                media_type,
+                store_checksum=stored.store_checksum,
+                still_stored=functools.partial(self.blobs.exists, digest),
+            ):
+                return digest
+        raise RegistryError("a blob kept being collected while it was stored; run gc less often")
+
+    def put_bytes(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
+        """Store ``data``; the same bytes always give the same digest and one row."""
+        return self._record(lambda: self.blobs.put_bytes(data), media_type)
+
+    def put_file(self, path: Path, *, media_type: str = "application/octet-stream") -> str:
+        """Store a file's bytes, streamed (never read whole into memory on the local store)."""
+        return self._record(lambda: self.blobs.put_file(Path(path)), media_type)
+
+    def put_stream(self, stream: BinaryIO, *, media_type: str = "application/octet-stream") -> str:
+        """Store everything readable from ``stream`` (read once)."""
+        stored = self.blobs.put_stream(stream)
+
+        def again() -> StoredBlob:
+            return stored if self.blobs.exists(stored.digest) else _gone()
+
+        return self._record(again, media_type)
+
+    # -- reading -----------------------------------------------------------------------------
+    def get_bytes(self, digest: str) -> bytes:
+        """The verified bytes of a blob (CorruptBlobError / BlobNotFoundError otherwise)."""
+        return self.blobs.get_bytes(parse_digest(digest))
+
+    def get_to_file(self, digest: str, path: Path) -> None:
+        """Write a blob's verified bytes to ``path`` (nothing is left there if they are bad)."""
+        self.blobs.get_to_file(parse_digest(digest), Path(path))
+
+    # -- upkeep ------------------------------------------------------------------------------
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Re-hash every catalogued blob; list the corrupt and missing ones, and orphans."""
+        records = self.catalog.list_blobs()
+        problems: list[BlobProblem] = []
+        checked = size = 0
+        for record in records:
+            try:
+                size += self.blobs.check(record.digest)
+            except BlobNotFoundError as exc:
+                problems.append(BlobProblem(record.digest, "missing", str(exc)))
+            except CorruptBlobError as exc:
+                problems.append(BlobProblem(record.digest, "corrupt", str(exc)))
+            checked += 1
+            if progress is not None:
+                progress(checked, len(records))
+        known = {record.digest for record in records}
+        orphans = [info.digest for info in self.blobs.list() if info.digest not in known]
+        return VerifyReport(checked, size, problems, orphans)
+
+    def gc(self, grace: timedelta = timedelta(hours=24), *, dry_run: bool = True) -> GcReport:
+        """Delete blobs no row references that are older than ``grace`` (a dry run by default)."""
+        cutoff = utcnow() - grace
+        listed = list(self.blobs.list())
+        old: list[BlobInfo] = [info for info in listed if info.modified <= cutoff]
+        by_digest = {info.digest: info for info in old}
+        collected: list[BlobInfo] = []
+        for start in range(0, len(old), _GC_BATCH):
+            batch = [info.digest for info in old[start : start + _GC_BATCH]]
+            orphans = self.catalog.collect_unreferenced(
+                batch, None if dry_run else self.blobs.delete
+            )
+            collected.extend(by_digest[digest] for digest in orphans)
+        stale = self.blobs.clean_temp(cutoff, dry_run=dry_run)
+        return GcReport(dry_run, len(listed), collected, len(listed) - len(old), stale)
+
+    def close(self) -> None:
+        """Release database connections and the store's client."""
+        self.catalog.close()
+        self.blobs.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _gone() -> StoredBlob:
+    raise RegistryError("a streamed blob was collected before its row was written; put it again")

@@ -1,0 +1,275 @@
+"""From stored alerts to retrain runs: one run per model per cooldown, storms folded into it.
+
+The receiver stores each alert in the registry inbox (state ``received``) and hands it here; a
+single background thread decides, so decisions for one model never race inside a process:
+
+- ``resolved`` alerts, alerts for models with no registered pipeline and models whose spec
+  turns drift triggers off are marked ``ignored``;
+- a firing alert for a model whose retrain started less than ``cooldown_minutes`` ago (or is
+  still running) is marked ``folded`` with that run's id;
+- otherwise a retrain starts through the launcher with the idempotency key
+  ``retrain-<model>-<cooldown window>``, the alert is marked ``submitted`` and the registry
+  event ``retrain.requested`` records the run. The same key from a retry, a sweep after a
+  crash or a second receiver returns the same Prefect flow run instead of a new one.
+
+A launch that fails (Prefect unreachable) leaves the alert ``received``; the sweeper offers
+``received`` rows again, which is also how rows left behind by a crash are picked up.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from registry.errors import RetrainError
+from retrain.deployments import deployment_names
+
+if TYPE_CHECKING:
+    from registry.records import AlertRecord
+    from registry.store import Registry
+    from retrain.spec_store import PipelineSummary
+
+__all__ = [
+    "RETRAIN_REQUESTED",
+    "AlertDispatcher",
+    "LaunchError",
+    "PrefectLauncher",
+    "RecordingLauncher",
+    "RetrainLauncher",
+]
+
+RETRAIN_REQUESTED = "retrain.requested"
+log = logging.getLogger(__name__)
+# A storm after the cooldown, while a long retrain still runs, asks Prefect once per few seconds.
+_RUNNING_CACHE_S = 5.0
+
+
+class LaunchError(RetrainError):
+    """A retrain could not be started (e.g. the Prefect API is unreachable); retried later."""
+
+
+class RetrainLauncher(Protocol):
+    """Starts retrain runs; Prefect in production, a recorder in tests."""
+
+    def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
+        """Start (or find, for a repeated key) the retrain of ``model``; returns the run id."""
+        ...
+
+    def is_running(self, run_id: str) -> bool:
+        """Whether the run is still scheduled, pending or running."""
+        ...
+
+
+class PrefectLauncher:
+    """Starts ``retrain-model/retrain-<model>`` through ``run_deployment`` (returns at once)."""
+
+    def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
+        from prefect.deployments import run_deployment
+        from prefect.exceptions import PrefectException
+
+        try:
+            run = run_deployment(
+                deployment_names(model).retrain_full,
+                parameters={"pipeline": model, "trigger": "alert"},
+                idempotency_key=idempotency_key,
+                timeout=0,
+                as_subflow=False,
+                tags=["alert", f"model:{model}"],
+            )
+        except (PrefectException, OSError, RuntimeError, ValueError) as exc:
+            raise LaunchError(f"could not start a retrain of {model}: {exc}") from exc
+        return str(run.id)
+
+    def is_running(self, run_id: str) -> bool:
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(run_id).state  # type: ignore[arg-type]  # str id accepted
+        except Exception:  # noqa: BLE001  (unknown state: treat as finished, never block forever)
+            return False
+        return state is not None and not state.is_final()
+
+
+class RecordingLauncher:
+    """A launcher that records calls and honours idempotency keys like Prefect does."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.runs: dict[str, str] = {}
+        self.running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
+        with self._lock:
+            self.calls.append((model, idempotency_key, reason))
+            run_id = self.runs.setdefault(idempotency_key, f"run-{len(self.runs) + 1}")
+            return run_id
+
+    def is_running(self, run_id: str) -> bool:
+        return run_id in self.running
+
+
+class AlertDispatcher:
+    """Decides what each stored alert starts, on one background thread."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        launcher: RetrainLauncher,
+        models: Callable[[], Mapping[str, PipelineSummary]],
+        *,
+        sweep_interval_s: float = 30.0,
+        retry_after_s: float = 15.0,
+        clock: Callable[[], float] = time.time,
+        write_lock: threading.Lock | None = None,
+    ) -> None:
+        self._registry = registry
+        # Shared with the receiver: one writer at a time in this process, so SQLite never
+        # makes a request wait in its coarse busy-retry sleeps.
+        self.write_lock = write_lock or threading.Lock()
+        self._launcher = launcher
+        self._models = models
+        self._sweep_interval_s = sweep_interval_s
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self._queue: queue.Queue[AlertRecord | None] = queue.Queue()
+        self._queued: set[int] = set()
+        self._lock = threading.Lock()
+        self._last_run: dict[str, tuple[float, str]] = {}
+        self._backoff: dict[str, float] = {}
+        self._running: dict[str, tuple[float, bool]] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def submit(self, alert: AlertRecord) -> None:
+        """Queue a stored alert for a decision (no-op if it is already queued)."""
+        with self._lock:
+            if alert.id in self._queued:
+                return
+            self._queued.add(alert.id)
+        self._queue.put(alert)
+
+    def sweep(self, *, older_than_s: float = 0.0) -> int:
+        """Queue inbox rows still ``received`` (left by a crash or a failed launch)."""
+        pending = self._registry.catalog.pending_alerts(older_than_s=older_than_s)
+        for alert in pending:
+            self.submit(alert)
+        return len(pending)
+
+    def start(self) -> None:
+        """Start the decision thread; rows left ``received`` by an earlier process go first."""
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self.sweep()
+        self._thread = threading.Thread(target=self._run, name="alert-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Finish the alert in hand and stop; queued alerts stay ``received`` for next time."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued alert is decided; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._queued:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def _run(self) -> None:
+        next_sweep = time.monotonic() + self._sweep_interval_s
+        while not self._stopping.is_set():
+            try:
+                alert = self._queue.get(timeout=max(0.05, next_sweep - time.monotonic()))
+            except queue.Empty:
+                alert = None
+            if alert is not None:
+                try:
+                    with self.write_lock:
+                        self.decide(alert)
+                except Exception:  # noqa: BLE001  (the row stays "received"; the sweeper retries)
+                    log.exception("alert %s: decision failed; it will be retried", alert.id)
+                finally:
+                    with self._lock:
+                        self._queued.discard(alert.id)
+                time.sleep(0)  # hand the GIL to the event loop acknowledging alerts
+            if time.monotonic() >= next_sweep and not self._stopping.is_set():
+                next_sweep = time.monotonic() + self._sweep_interval_s
+                try:
+                    self.sweep(older_than_s=self._sweep_interval_s)
+                except RetrainError:
+                    log.exception("sweeping the alert inbox failed")
+
+    def decide(self, alert: AlertRecord) -> str:
+        """Decide one alert and record the outcome; returns its new state."""
+        catalog = self._registry.catalog
+        summary = self._models().get(alert.model)
+        if alert.status != "firing" or summary is None or not summary.drift_trigger:
+            catalog.mark_alert(alert.id, "ignored")
+            return "ignored"
+        model, now = alert.model, self._clock()
+        if self._backoff.get(model, 0.0) > now:
+            return "received"  # Prefect was unreachable a moment ago; the sweeper retries
+        cooldown_s = summary.cooldown_minutes * 60.0
+        last = self._last_run.get(model)
+        if not self._covers(last, now, cooldown_s):
+            last = self._last_requested(model)  # another receiver may have started one
+        if last is not None and self._covers(last, now, cooldown_s):
+            catalog.mark_alert(alert.id, "folded", flow_run_id=last[1])
+            return "folded"
+        window = int(alert.received_at.timestamp() // cooldown_s)
+        key = f"retrain-{model}-{window}"
+        try:
+            run_id = self._launcher.start_retrain(
+                model, idempotency_key=key, reason=f"{alert.source} alert {alert.id}"
+            )
+        except LaunchError:
+            self._backoff[model] = now + self._retry_after_s
+            log.warning("alert %s: retrain of %s not started; will retry", alert.id, model)
+            return "received"
+        self._last_run[model] = (now, run_id)
+        catalog.mark_alert(alert.id, "submitted", flow_run_id=run_id)
+        catalog.append_event(
+            RETRAIN_REQUESTED,
+            model=model,
+            reason=f"{alert.source} alert",
+            actor="alert-receiver",
+            payload={"flow_run_id": run_id, "alert_id": alert.id, "idempotency_key": key},
+        )
+        return "submitted"
+
+    def _covers(self, last: tuple[float, str] | None, now: float, cooldown_s: float) -> bool:
+        """Whether the run ``last`` absorbs a new alert: inside its cooldown, or still running."""
+        if last is None:
+            return False
+        if now - last[0] < cooldown_s:
+            return True
+        checked = self._running.get(last[1])
+        if checked is None or now - checked[0] > _RUNNING_CACHE_S:
+            checked = (now, self._launcher.is_running(last[1]))
+            self._running[last[1]] = checked
+        return checked[1]
+
+    def _last_requested(self, model: str) -> tuple[float, str] | None:
+        """The last retrain requested for ``model`` by any receiver, from the event log."""
+        events = self._registry.catalog.events(model, kinds=[RETRAIN_REQUESTED])
+        if not events:
+            return None
+        last = events[-1]
+        payload: dict[str, Any] = last.payload or {}
+        found = (last.created_at.timestamp(), str(payload.get("flow_run_id", "")))
+        self._last_run[model] = found
+        return found

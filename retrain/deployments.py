@@ -1,0 +1,193 @@
+"""Prefect deployments for a pipeline spec: built, applied to a Prefect API, or served.
+
+Each registered model gets four deployments (names are part of the platform's interface):
+
+=========================  ==================  ===============================================
+deployment                 flow                starts
+=========================  ==================  ===============================================
+``retrain-<model>``        ``retrain-model``   on ``schedule.retrain_cron``, by hand, by alerts
+``monitor-<model>``        ``monitor-drift``   on ``schedule.monitor_cron``
+``retrain-on-drift-<m>``   ``retrain-model``   on the Prefect event ``ml.drift.detected`` for
+                                               resource ``ml.model.<model>``
+``rollback-<model>``       ``rollback-model``  by hand (``retrain rollback`` or the UI)
+=========================  ==================  ===============================================
+
+No two retrains of one model run at once: each retrain deployment has a concurrency limit of
+one (the scheduled one queues, the drift-triggered one drops runs that arrive while one is in
+flight, so a storm folds into it), and a global concurrency limit ``retrain-<model>`` with one
+slot is created for the flow to hold, covering both deployments.
+
+Prefect is imported inside the functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from registry.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+    from retrain.specs import PipelineSpec
+
+__all__ = [
+    "DRIFT_EVENT",
+    "DeploymentNames",
+    "apply_deployments",
+    "build_deployments",
+    "deployment_names",
+    "prefect_api_url",
+    "retrain_limit_name",
+    "serve_deployments",
+]
+
+DRIFT_EVENT = "ml.drift.detected"
+
+
+@dataclass(frozen=True)
+class DeploymentNames:
+    """The deployment names of one model (``flow-name/deployment-name`` for run_deployment)."""
+
+    retrain: str
+    monitor: str
+    retrain_on_drift: str
+    rollback: str
+
+    @property
+    def retrain_full(self) -> str:
+        """``retrain-model/retrain-<model>``, the name ``run_deployment`` takes."""
+        return f"retrain-model/{self.retrain}"
+
+
+def deployment_names(model: str) -> DeploymentNames:
+    """The four deployment names for ``model``."""
+    return DeploymentNames(
+        retrain=f"retrain-{model}",
+        monitor=f"monitor-{model}",
+        retrain_on_drift=f"retrain-on-drift-{model}",
+        rollback=f"rollback-{model}",
+    )
+
+
+def retrain_limit_name(model: str) -> str:
+    """The global concurrency limit (one slot) a retrain of ``model`` holds while it runs."""
+    return f"retrain-{model}"
+
+
+def build_deployments(
+    spec: PipelineSpec, *, work_pool_name: str | None = None
+) -> list[RunnerDeployment]:
+    """The four deployments of ``spec`` (not yet sent anywhere)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from flows.monitor import monitor_drift
+    from flows.retrain import retrain_model
+    from flows.rollback import rollback_model
+
+    model = spec.name
+    names = deployment_names(model)
+    tz = spec.schedule.timezone
+    tags = [f"model:{model}", f"task:{spec.task}"]
+    common: dict[str, Any] = {"tags": tags, "version": spec.digest[7:19]}
+    if work_pool_name:
+        common["work_pool_name"] = work_pool_name
+    queue = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+    fold = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+
+    retrain = retrain_model.to_deployment(
+        name=names.retrain,
+        description=f"Retrain {model} on schedule or on request. {spec.description}".strip(),
+        schedules=_crons(Cron, spec.schedule.retrain_cron, tz),
+        parameters={"pipeline": model, "trigger": "schedule"},
+        concurrency_limit=queue,
+        **common,
+    )
+    monitor = monitor_drift.to_deployment(
+        name=names.monitor,
+        description=f"Compare recent traffic of {model} with its champion's training data.",
+        schedules=_crons(Cron, spec.schedule.monitor_cron, tz),
+        parameters={"pipeline": model},
+        concurrency_limit=queue,
+        **common,
+    )
+    drift_trigger = DeploymentEventTrigger(
+        name=f"retrain {model} on drift",
+        description=f"{DRIFT_EVENT} for ml.model.{model} starts one retrain.",
+        enabled=spec.triggers.drift,
+        expect={DRIFT_EVENT},
+        match={"prefect.resource.id": f"ml.model.{model}"},
+        for_each={"prefect.resource.id"},
+        threshold=1,
+        within=timedelta(0),
+        parameters={"pipeline": model, "trigger": "drift"},
+    )
+    on_drift = retrain_model.to_deployment(
+        name=names.retrain_on_drift,
+        description=f"Retrain {model} when drift is detected (cooldown in the flow).",
+        triggers=[drift_trigger],
+        parameters={"pipeline": model, "trigger": "drift"},
+        concurrency_limit=fold,
+        **common,
+    )
+    rollback = rollback_model.to_deployment(
+        name=names.rollback,
+        description=f"Move {model}'s champion back to the previous (or a named) version.",
+        parameters={"model": model, "reason": "manual rollback"},
+        **common,
+    )
+    return [retrain, monitor, on_drift, rollback]
+
+
+def _crons(cron: Any, expression: str | None, timezone: str) -> list[Any]:
+    return [] if expression is None else [cron(expression, timezone=timezone)]
+
+
+def prefect_api_url(*, timeout_s: float = 2.0) -> str | None:
+    """The configured Prefect API URL when it answers its health check, else ``None``."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return None
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    return url if response.status_code == 200 else None
+
+
+def apply_deployments(
+    spec: PipelineSpec, *, work_pool_name: str | None = None
+) -> dict[str, str]:
+    """Create or update ``spec``'s deployments and its retrain limit; name -> deployment id."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectException
+
+    deployments = build_deployments(spec, work_pool_name=work_pool_name)
+    try:
+        with get_client(sync_client=True) as client:
+            client.upsert_global_concurrency_limit_by_name(retrain_limit_name(spec.name), 1)
+        return {d.name: str(d.apply()) for d in deployments}
+    except (PrefectException, httpx.HTTPError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"could not create deployments for {spec.name!r}: {first}") from exc
+
+
+def serve_deployments(specs: Sequence[PipelineSpec], *, limit: int | None = None) -> None:
+    """Serve every deployment of ``specs`` from this process until interrupted (blocking)."""
+    from prefect import serve
+    from prefect.client.orchestration import get_client
+
+    deployments = [d for spec in specs for d in build_deployments(spec)]
+    with get_client(sync_client=True) as client:
+        for spec in specs:
+            client.upsert_global_concurrency_limit_by_name(retrain_limit_name(spec.name), 1)
+    serve(*deployments, limit=limit, print_starting_message=False)

@@ -1,0 +1,297 @@
+"""Pipeline specs: one YAML file per model says what to train, on which data, and when.
+
+A spec names the dataset and its contract, the target and features, the model and its
+training settings, the gate rules, the drift policy, the canary policy, the schedules and the
+trigger policy. It is validated by pydantic (unknown fields are refused) and identified by the
+sha256 of its canonical JSON, so two files that mean the same thing have the same digest.
+
+A mistake in a spec is reported as one line naming the field, for example::
+
+    spec loan-default.yaml: gate.floor: Input should be less than or equal to 1 (got 1.5)
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.config import ModelConfig, TrainingConfig
+from registry.errors import ConfigError
+from tasks.canary import CanaryPolicy
+from tasks.drift import DriftPolicy
+from tasks.gate import GateRules
+
+__all__ = [
+    "DEFAULT_SPECS_DIR",
+    "DatasetSpec",
+    "FeatureSpec",
+    "PipelineSpec",
+    "ScheduleSpec",
+    "TriggerSpec",
+    "canonical_json",
+    "default_spec_paths",
+    "describe_first_error",
+    "load_spec",
+    "parse_spec",
+    "spec_digest",
+]
+
+DEFAULT_SPECS_DIR = Path(__file__).parent / "pipelines"
+# Deployment names, Kubernetes labels and Prefect resource ids are all built from the name.
+_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,46}[a-z0-9]$"
+_UNIT_METRICS = frozenset({"roc_auc", "accuracy", "f1"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """Where training data comes from and which data contract it must satisfy."""
+
+    source: str = Field(
+        min_length=1,
+        description="A file or folder (Parquet/CSV), s3://bucket/prefix, or simulator://loans?...",
+    )
+    contract: str = Field(default="loans", pattern=r"^[a-z][a-z0-9_-]*$")
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+
+
+class FeatureSpec(_Strict):
+    """The model's inputs, by kind."""
+
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeatureSpec:
+        if not self.numeric and not self.categorical:
+            raise ValueError("features: name at least one numeric or categorical feature")
+        seen: set[str] = set()
+        for kind, names in (("numeric", self.numeric), ("categorical", self.categorical)):
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"features.{kind}: {name!r} is listed twice")
+                seen.add(name)
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        """Every feature, numeric first."""
+        return [*self.numeric, *self.categorical]
+
+
+class ScheduleSpec(_Strict):
+    """When the retrain and the drift monitor run on their own (``null`` turns one off)."""
+
+    retrain_cron: str | None = "0 3 * * 1"
+    monitor_cron: str | None = "0 * * * *"
+    timezone: str = "UTC"
+
+    @field_validator("retrain_cron", "monitor_cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Prefect's own cron parser decides what its scheduler accepts; imported only here.
+        from prefect._vendor.croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"not a 5-field cron expression: {value!r} (e.g. '0 3 * * 1')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r} (e.g. UTC, Europe/Paris)") from None
+        return value
+
+
+class TriggerSpec(_Strict):
+    """What may start a retrain besides the schedule, and how often."""
+
+    drift: bool = Field(default=True, description="Retrain when drift is detected or alerted.")
+    cooldown_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
+
+class PipelineSpec(_Strict):
+    """Everything needed to keep one model fresh; ``name`` is also the model's name."""
+
+    name: str
+    description: str = ""
+    dataset: DatasetSpec
+    target: str = Field(min_length=1)
+    task: Literal["binary", "regression"]
+    features: FeatureSpec
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    gate: GateRules = Field(default_factory=GateRules)
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    triggers: TriggerSpec = Field(default_factory=TriggerSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(_NAME_PATTERN, value):
+            raise ValueError(
+                f"use 2-48 lowercase letters, digits and dashes, starting with a letter; "
+                f"got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        # Messages start with the field they are about: they become the user's one line.
+        if self.target in self.features.all:
+            raise ValueError(f"features: the target {self.target!r} must not also be a feature")
+        try:
+            metric = self.gate.metric_for(self.task)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        floor = self.gate.floor
+        if floor is not None and metric in _UNIT_METRICS and not 0.0 <= floor <= 1.0:
+            raise ValueError(f"gate.floor: {metric} lies in [0, 1]; got {floor}")
+        for name in self.gate.slices:
+            if name not in self.features.categorical:
+                raise ValueError(f"gate.slices: {name!r} is not one of features.categorical")
+        return self
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the canonical JSON; equal meaning, equal digest."""
+        return spec_digest(self)
+
+
+def canonical_json(spec: PipelineSpec) -> bytes:
+    """The spec as canonical JSON (sorted keys, no spaces, UTF-8): the bytes that are stored."""
+    data = spec.model_dump(mode="json")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def spec_digest(spec: PipelineSpec) -> str:
+    """``sha256:<64 hex>`` of ``canonical_json(spec)``."""
+    return "sha256:" + hashlib.sha256(canonical_json(spec)).hexdigest()
+
+
+def default_spec_paths() -> list[Path]:
+    """The specs shipped with the platform (``retrain/pipelines/*.yaml``), sorted by name."""
+    return sorted(DEFAULT_SPECS_DIR.glob("*.yaml"))
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and validate the spec at ``path``; any mistake is one ``ConfigError`` line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"spec {path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"spec {path}: is a folder; give the path of a .yaml file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"spec {path.name}: not UTF-8 text ({exc.reason})") from exc
+    except OSError as exc:
+        raise ConfigError(f"spec {path}: cannot be read ({exc.strerror})") from exc
+    return parse_spec(text, source=path.name)
+
+
+def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
+    """Validate spec ``text`` (YAML or JSON); ``source`` names it in error messages."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"spec {source}: YAML syntax error at {where}{problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"spec {source}: YAML syntax error: {exc}") from exc
+    if data is None:
+        raise ConfigError(f"spec {source}: empty; expected name, dataset, target, task, features")
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise ConfigError(f"spec {source}: expected a mapping of fields at the top, got a {kind}")
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"spec {source}: {describe_first_error(exc)}") from exc
+
+
+def describe_first_error(exc: ValidationError) -> str:
+    """The first validation error as ``field.path: message``, noting how many more there are."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    path = _dotted(loc)
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field" + _suggestion(loc)
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    elif first["type"] != "value_error" and "input" in first and _short(first["input"]):
+        message += f" (got {first['input']!r})"
+    line = f"{path}: {message}" if path else message
+    if len(errors) > 1:
+        more = len(errors) - 1
+        line += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return line
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(repr(value)) <= 40
+
+
+def _suggestion(loc: tuple[int | str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt field, found by walking the spec's models."""
+    model: Any = PipelineSpec
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = field.annotation
+    names = list(getattr(model, "model_fields", {}))
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(names)})" if names else ""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)

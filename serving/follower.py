@@ -1,0 +1,214 @@
+"""Follows the registry's aliases and canary weight, loads bundles, swaps routes atomically.
+
+A background thread polls the catalog every ``poll_interval_s``. A version it has not seen is
+loaded and verified *before* the route changes; a bundle that fails to load is never swapped in
+(the error is reported and the old route stays). Recently served versions stay warm in memory,
+so moving the champion back (a rollback) needs no load and no blob store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from serving.errors import BundleLoadError
+from serving.release_state import ReleaseStateReader, previous_champion
+from serving.routing import LoadedModel, Route
+
+if TYPE_CHECKING:
+    from registry.store import Registry
+
+__all__ = ["AliasFollower", "BundleLoader", "load_version"]
+
+log = logging.getLogger(__name__)
+
+BundleLoader = Callable[["Registry", str, int], LoadedModel]
+
+
+def load_version(registry: Registry, model: str, version: int) -> LoadedModel:
+    """Load and verify the bundle of ``model`` ``version``; ``BundleLoadError`` if it fails."""
+    from models.bundle import load_bundle
+
+    try:
+        record = registry.catalog.get_model_version(model, version)
+        bundle = load_bundle(registry.get_bytes, record.bundle_digest)
+    except Exception as exc:
+        raise BundleLoadError(f"{model} v{version} failed to load: {exc}") from exc
+    digest = getattr(bundle, "digest", record.bundle_digest)
+    if digest != record.bundle_digest:
+        raise BundleLoadError(
+            f"{model} v{version} bundle digest {digest} != registered {record.bundle_digest}"
+        )
+    return LoadedModel(model, version, record.bundle_digest, bundle, datetime.now(UTC))
+
+
+class AliasFollower:
+    """Keeps one ``Route`` per served model in step with the registry."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        models: list[str] | None = None,
+        *,
+        poll_interval_s: float = 0.2,
+        warm_versions: int = 4,
+        retry_failed_s: float = 5.0,
+        loader: BundleLoader = load_version,
+    ) -> None:
+        self.registry = registry
+        self.models = list(models) if models else None  # None: every model in the catalog
+        self.poll_interval_s = poll_interval_s
+        self.routes: dict[str, Route] = {}
+        self.load_errors: dict[tuple[str, int], str] = {}
+        self.load_failures: dict[tuple[str, int], int] = {}
+        self.last_poll_error: str | None = None
+        self.last_poll_at: float = 0.0
+        self._reader = ReleaseStateReader(registry.catalog)
+        self._warm: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._warm_limit = max(2, warm_versions)
+        self._failed_at: dict[tuple[str, int], float] = {}
+        self._retry_failed_s = retry_failed_s
+        self._loader = loader
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Poll once (so the server starts ready), warm previous champions, then keep polling."""
+        self.poll_once()
+        self._warm_previous_champions()
+        self._thread = threading.Thread(target=self._run, name="alias-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and wait for the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        """Poll now instead of at the next tick (used right after an in-process change)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.poll_once()
+
+    # -- polling -----------------------------------------------------------------------------
+    def served_models(self) -> list[str]:
+        """The models this server follows."""
+        return self.models if self.models is not None else self.registry.catalog.list_models()
+
+    def poll_once(self) -> None:
+        """Bring every route in step with the registry; never raises."""
+        try:
+            for model in self.served_models():
+                self._sync(model)
+            self.last_poll_error = None
+        except Exception as exc:  # the catalog is down: keep serving what we have
+            self.last_poll_error = f"{type(exc).__name__}: {exc}"
+            log.warning("alias poll failed: %s", self.last_poll_error)
+        self.last_poll_at = time.time()
+
+    def _sync(self, model: str) -> None:
+        state = self._reader.read(model)
+        old = self.routes.get(model)
+        champion = old.champion if old is not None else None
+        if state.champion is not None and (champion is None or champion.version != state.champion):
+            champion = self._get(model, state.champion) or champion
+        canary = None
+        if state.canary is not None and state.canary != state.champion:
+            canary = self._get(model, state.canary)
+        weight = state.weight if canary is not None else 0.0
+        route = Route(model, champion, canary, weight, state.shadow and canary is not None)
+        if route != old:
+            self.routes[model] = route  # one assignment: requests see old or new, never half
+
+    def _get(self, model: str, version: int) -> LoadedModel | None:
+        key = (model, version)
+        loaded = self._warm.get(key)
+        if loaded is not None:
+            self._warm.move_to_end(key)
+            return loaded
+        failed_at = self._failed_at.get(key)
+        if failed_at is not None and time.monotonic() - failed_at < self._retry_failed_s:
+            return None
+        try:
+            loaded = self._loader(self.registry, model, version)
+        except Exception as exc:  # reported, never swapped in
+            self._failed_at[key] = time.monotonic()
+            self.load_errors[key] = str(exc)
+            self.load_failures[key] = self.load_failures.get(key, 0) + 1
+            log.error("not swapping in %s v%s: %s", model, version, exc)
+            return None
+        self._failed_at.pop(key, None)
+        self.load_errors.pop(key, None)
+        self._keep_warm(loaded)
+        return loaded
+
+    def _keep_warm(self, loaded: LoadedModel) -> None:
+        self._warm[(loaded.model, loaded.version)] = loaded
+        in_use = {
+            (r.model, m.version)
+            for r in self.routes.values()
+            for m in (r.champion, r.canary)
+            if m is not None
+        }
+        for key in list(self._warm):
+            if len(self._warm) <= self._warm_limit:
+                break
+            if key not in in_use and key != (loaded.model, loaded.version):
+                del self._warm[key]
+
+    def _warm_previous_champions(self) -> None:
+        """Load each model's previous champion now, so the first rollback needs no blob store."""
+        try:
+            for model in self.served_models():
+                previous = previous_champion(self.registry.catalog, model)
+                if previous is not None:
+                    self._get(model, previous)
+        except Exception as exc:
+            log.warning("could not warm previous champions: %s", exc)
+
+    # -- reporting ---------------------------------------------------------------------------
+    def warm_versions(self, model: str) -> list[int]:
+        """Versions of ``model`` held in memory."""
+        return sorted(v for (m, v) in list(self._warm) if m == model)
+
+    def status(self, model: str) -> dict[str, Any]:
+        """What ``GET /v1/models/<name>`` shows."""
+        route = self.routes.get(model)
+
+        def describe(loaded: LoadedModel | None, share: float) -> dict[str, Any] | None:
+            if loaded is None:
+                return None
+            return {
+                "version": loaded.version,
+                "digest": loaded.digest,
+                "weight": share,
+                "loaded_at": loaded.loaded_at.isoformat(),
+            }
+
+        weight = route.weight if route is not None and route.canary is not None else 0.0
+        champion_share = 100.0 if route is not None and route.shadow else 100.0 - weight
+        return {
+            "name": model,
+            "ready": route is not None and route.champion is not None,
+            "champion": describe(route.champion if route else None, champion_share),
+            "canary": describe(route.canary if route else None, weight),
+            "shadow": bool(route and route.shadow),
+            "warm_versions": self.warm_versions(model),
+            "load_errors": {str(v): msg for (m, v), msg in self.load_errors.items() if m == model},
+            "poll_error": self.last_poll_error,
+            "last_poll_age_s": round(time.time() - self.last_poll_at, 3),
+        }

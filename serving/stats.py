@@ -1,0 +1,169 @@
+"""Per model, version and variant counters kept by the server, cheap enough for the hot path.
+
+Everything is a cumulative counter or a cumulative histogram with fixed bucket edges, the same
+shape Prometheus scrapes: a canary analysis takes two snapshots and subtracts them, whether the
+snapshots come from this book (``GET /v1/models/<name>:stats``) or from PromQL.
+Only the event loop thread writes here, so plain integers need no lock.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+__all__ = [
+    "LATENCY_EDGES_S",
+    "PREDICTION_EDGES",
+    "FeedbackLog",
+    "SeriesStats",
+    "StatsBook",
+]
+
+# Fine below 50 ms where the SLO lives, coarse above where only faults go.
+LATENCY_EDGES_S: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+    0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0,
+)  # fmt: skip
+# Probabilities and loss fractions live in [0, 1]; twenty bins resolve a shift of 0.05.
+PREDICTION_EDGES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+
+
+class SeriesStats:
+    """Counters of one (model, version, variant) series."""
+
+    __slots__ = (
+        "errors",
+        "feedback_correct",
+        "feedback_count",
+        "feedback_loss_sum",
+        "instances",
+        "invalid",
+        "latency_counts",
+        "latency_sum",
+        "model",
+        "prediction_counts",
+        "prediction_sum",
+        "recent_latency",
+        "requests",
+        "variant",
+        "version",
+    )
+
+    def __init__(self, model: str, version: int, variant: str) -> None:
+        self.model, self.version, self.variant = model, version, variant
+        self.requests = 0
+        self.errors = 0
+        self.invalid = 0
+        self.instances = 0
+        self.latency_counts = [0] * (len(LATENCY_EDGES_S) + 1)
+        self.latency_sum = 0.0
+        self.prediction_counts = [0] * (len(PREDICTION_EDGES) + 1)
+        self.prediction_sum = 0.0
+        self.feedback_count = 0
+        self.feedback_loss_sum = 0.0
+        self.feedback_correct = 0
+        self.recent_latency: deque[float] = deque(maxlen=20_000)
+
+    def observe(self, latency_s: float, predictions: Sequence[float]) -> None:
+        """Count one answered request with its latency and predictions."""
+        self.requests += 1
+        self.latency_counts[bisect_left(LATENCY_EDGES_S, latency_s)] += 1
+        self.latency_sum += latency_s
+        self.recent_latency.append(latency_s)
+        self.instances += len(predictions)
+        for value in predictions:
+            if math.isfinite(value):
+                self.prediction_counts[bisect_left(PREDICTION_EDGES, value)] += 1
+                self.prediction_sum += value
+
+    def fail(self, latency_s: float) -> None:
+        """Count one request the model failed to answer (a server-side error)."""
+        self.requests += 1
+        self.errors += 1
+        self.latency_counts[bisect_left(LATENCY_EDGES_S, latency_s)] += 1
+        self.latency_sum += latency_s
+        self.recent_latency.append(latency_s)
+
+    def feedback(self, predictions: Sequence[float], labels: Sequence[float]) -> None:
+        """Score delayed labels against what this series predicted for them."""
+        for pred, label in zip(predictions, labels, strict=False):
+            self.feedback_count += 1
+            self.feedback_loss_sum += (pred - label) ** 2
+            self.feedback_correct += int((pred >= 0.5) == (label >= 0.5))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready cumulative counters (buckets are per bucket, not cumulative)."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "variant": self.variant,
+            "requests": self.requests,
+            "errors": self.errors,
+            "invalid": self.invalid,
+            "instances": self.instances,
+            "latency": {"counts": list(self.latency_counts), "sum": self.latency_sum},
+            "predictions": {"counts": list(self.prediction_counts), "sum": self.prediction_sum},
+            "feedback": {
+                "count": self.feedback_count,
+                "loss_sum": self.feedback_loss_sum,
+                "correct": self.feedback_correct,
+            },
+        }
+
+
+class StatsBook:
+    """All series of one server, created on first use."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, int, str], SeriesStats] = {}
+
+    def series(self, model: str, version: int, variant: str) -> SeriesStats:
+        """The series for ``(model, version, variant)``, created if new."""
+        key = (model, version, variant)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = SeriesStats(model, version, variant)
+        return found
+
+    def __iter__(self) -> Iterator[SeriesStats]:
+        return iter(list(self._series.values()))
+
+    def snapshot(self, model: str) -> dict[str, Any]:
+        """Cumulative counters of every series of ``model`` plus the bucket edges."""
+        return {
+            "latency_edges": list(LATENCY_EDGES_S),
+            "prediction_edges": list(PREDICTION_EDGES),
+            "series": [s.as_dict() for s in self if s.model == model],
+        }
+
+    def recent_latency(self, model: str, version: int | None = None) -> list[float]:
+        """Recent per-request latencies in seconds (for exact percentiles in benchmarks)."""
+        out: list[float] = []
+        for s in self:
+            if s.model == model and (version is None or s.version == version):
+                out.extend(s.recent_latency)
+        return out
+
+
+class FeedbackLog:
+    """Which version answered which request id, bounded, so late labels find their series."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._capacity = capacity
+        self._entries: dict[str, tuple[SeriesStats, list[float]]] = {}
+
+    def remember(self, request_id: str, series: SeriesStats, predictions: list[float]) -> None:
+        """Keep the answer of ``request_id``; the oldest entry goes when full."""
+        if len(self._entries) >= self._capacity:
+            del self._entries[next(iter(self._entries))]
+        self._entries[request_id] = (series, predictions)
+
+    def pop(self, request_id: str) -> tuple[SeriesStats, list[float]] | None:
+        """The series and predictions of ``request_id``, forgotten once labelled."""
+        return self._entries.pop(request_id, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,170 @@
+"""A gate decision as data, and the markdown model card that presents it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Check", "GateDecision", "SliceResult", "render_model_card"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate rule's outcome: its name, whether it passed and the numbers behind it."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """The metric on one value of a slice feature; ``passed`` is None when too few rows."""
+
+    feature: str
+    value: str
+    rows: int
+    candidate: float
+    champion: float
+    difference: float
+    passed: bool | None
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Inputs, numbers, verdict and reasons of one gate evaluation."""
+
+    model: str
+    candidate_version: int
+    champion_version: int | None
+    candidate_digest: str
+    holdout_digest: str
+    holdout_rows: int
+    task: str
+    metric: str
+    higher_is_better: bool
+    candidate_metrics: dict[str, float]
+    champion_metrics: dict[str, float] | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float
+    resamples: int
+    slices: tuple[SliceResult, ...]
+    latency_p95_ms: float | None
+    checks: tuple[Check, ...]
+    rules: dict[str, Any] = field(default_factory=dict)
+    card_digest: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why it failed (each failed rule), or why it passed (each rule checked)."""
+        failed = [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+        if failed:
+            return failed
+        if not self.checks:
+            return ["no rule applies: no champion and no floor or latency budget set"]
+        return [f"{c.name}: {c.detail}" for c in self.checks]
+
+    @property
+    def summary(self) -> str:
+        against = (
+            f"against v{self.champion_version}" if self.champion_version is not None
+            else "first model, absolute rules only"
+        )
+        return f"{self.model} v{self.candidate_version} {self.verdict} ({against}): " + (
+            "; ".join(self.reasons)
+        )
+
+    def with_card(self, digest: str) -> GateDecision:
+        return dataclasses.replace(self, card_digest=digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record for the event log (verdict and reasons included)."""
+        data = dataclasses.asdict(self)
+        data["verdict"] = self.verdict
+        data["reasons"] = self.reasons
+        return data
+
+    def check_rows(self) -> list[dict[str, Any]]:
+        """The checks as table rows."""
+        return [{"rule": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]
+
+    def metric_rows(self) -> list[dict[str, Any]]:
+        """Candidate against champion, one row per metric."""
+        rows = []
+        for name, value in self.candidate_metrics.items():
+            champ = (self.champion_metrics or {}).get(name)
+            rows.append({"metric": name, "candidate": value, "champion": champ,
+                         "difference": None if champ is None else value - champ})
+        return rows
+
+
+def render_model_card(decision: GateDecision) -> str:
+    """Markdown model card: verdict, checks, metrics, slices and the inputs that were used."""
+    d = decision
+    lines = [
+        f"# Model card: {d.model} v{d.candidate_version}",
+        "",
+        f"**Verdict: {d.verdict.upper()}**"
+        + (f" against champion v{d.champion_version}" if d.champion_version is not None
+           else " (first model: judged on absolute rules only)"),
+        "",
+        "## Checks",
+        "",
+        "| rule | passed | detail |",
+        "|---|---|---|",
+        *(f"| {c.name} | {'yes' if c.passed else 'no'} | {c.detail} |" for c in d.checks),
+        "",
+        f"## Holdout metrics ({d.holdout_rows} rows)",
+        "",
+        "| metric | candidate | champion | difference |",
+        "|---|---|---|---|",
+        *(f"| {r['metric']} | {_num(r['candidate'])} | {_num(r['champion'])} | "
+          f"{_num(r['difference'])} |" for r in d.metric_rows()),
+    ]
+    if d.ci_low is not None and d.ci_high is not None and d.difference is not None:
+        direction = "higher" if d.higher_is_better else "lower"
+        lines += [
+            "",
+            f"Paired bootstrap of {d.metric} ({d.resamples} resamples, {direction} is better, "
+            f"sign-adjusted): difference {d.difference:+.4f}, {d.confidence:.0%} CI "
+            f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}].",
+        ]
+    if d.slices:
+        lines += ["", "## Slices", "", "| slice | rows | candidate | champion | difference | ok |",
+                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"| {s.feature}={s.value} | {s.rows} | {_num(s.candidate)} | {_num(s.champion)} | "
+            f"{_num(s.difference)} | {'-' if s.passed is None else ('yes' if s.passed else 'no')} |"
+            for s in d.slices
+        ]
+    lines += [
+        "",
+        "## Inputs",
+        "",
+        f"- bundle: `{d.candidate_digest}`",
+        f"- holdout snapshot: `{d.holdout_digest}`",
+        f"- gate metric: {d.metric}; latency p95: "
+        + ("not measured" if d.latency_p95_ms is None else f"{d.latency_p95_ms:.2f} ms"),
+        f"- rules: `{_rules(d.rules)}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _rules(rules: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(rules.items()))

@@ -1,0 +1,44 @@
+"""Prefect tasks over the canary release and rollback functions (thin: call, return)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect import task
+
+from serving.release_state import repair_releases
+from tasks.canary import CanaryOutcome, CanaryPolicy, run_canary
+from tasks.canary_sources import MetricsSource
+from tasks.rollback import RollbackResult, rollback
+
+if TYPE_CHECKING:
+    from registry.store import Registry
+
+__all__ = ["release_candidate", "repair_model_releases", "roll_back_model"]
+
+
+@task(name="release-candidate")
+def release_candidate(
+    registry: Registry,
+    model: str,
+    version: int,
+    policy: CanaryPolicy,
+    metrics: MetricsSource,
+    actor: str = "flow",
+) -> CanaryOutcome:
+    """Canary ``version`` through the policy's steps; promoted or aborted."""
+    return run_canary(registry, model, version, policy, metrics, actor=actor)
+
+
+@task(name="roll-back-model")
+def roll_back_model(
+    registry: Registry, model: str, reason: str, to_version: int | None = None, actor: str = "flow"
+) -> RollbackResult:
+    """Move the champion back (default: the previous good champion)."""
+    return rollback(registry, model, to_version, reason=reason, actor=actor)
+
+
+@task(name="repair-model-releases")
+def repair_model_releases(registry: Registry, models: list[str] | None = None) -> list[str]:
+    """Clear canaries left behind by releases that died; returns the repaired models."""
+    return repair_releases(registry.catalog, models)

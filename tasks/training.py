@@ -1,0 +1,247 @@
+"""Train a tabular model, bundle it, store it and register it as a ``candidate`` version.
+
+The run is seeded and deterministic: on CPU the same data, settings and seed give a
+byte-identical bundle, hence the same digest. The device is chosen by Lightning
+(``accelerator="auto"``): bf16-mixed precision on GPUs that support it, and Lightning's DDP
+across several GPUs (``devices``/``strategy`` ``"auto"``) with no code change, each rank taking
+its stride of every epoch's permutation. Checkpoints go to a folder keyed by the digest of the
+run's inputs, so a run interrupted and started again resumes from ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from models.config import ModelConfig, TrainingConfig
+from models.errors import TrainingError
+from tasks.artifacts import ProgressReporter, artifact_key
+from tasks.lineage import code_lineage, inputs_digest
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from registry.store import Registry
+    from tasks.tracking import Tracker
+
+__all__ = ["TrainResult", "resolve_precision", "train_model"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced and where it is recorded."""
+
+    model: str
+    version: int
+    bundle_digest: str
+    metrics: dict[str, float]
+    lineage: dict[str, Any]
+    epochs: int
+    best_epoch: int
+    resumed_from: Path | None
+    mlflow_run_id: str | None
+    duration_s: float
+    rows: int
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16-mixed where the GPU supports it, else full float32."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def train_model(
+    registry: Registry,
+    data: pd.DataFrame | str,
+    *,
+    model: str,
+    target: str,
+    task: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str] = (),
+    model_config: ModelConfig | None = None,
+    training: TrainingConfig | None = None,
+    dataset_digest: str | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    tracker: Tracker | None = None,
+    checkpoint_root: Path | None = None,
+    progress_bar: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+    actor: str = "system",
+) -> TrainResult:
+    """Fit on ``data`` (a frame, or a snapshot digest), store the bundle, register a candidate.
+
+    ``lineage`` extras (e.g. ``spec_digest``) go into the bundle manifest; ``run_info`` (e.g.
+    ``flow_run_id``) differs per run, so it is recorded on the registry version only.
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
+    from models.bundle import encode_bundle, save_bundle
+    from models.callbacks import BestWeights, EpochMetrics, ProgressCallback
+    from models.lightning_module import TabularModule
+    from models.modules import TabularMLP, embedding_dims_for
+    from models.preprocessing import Preprocessor
+    from models.tensor_data import TabularDataModule, split_indices
+
+    started = time.perf_counter()
+    mcfg, tcfg = model_config or ModelConfig(), training or TrainingConfig()
+    if isinstance(data, str):
+        from tasks.snapshots import read_snapshot
+
+        dataset_digest, data = data, read_snapshot(registry, data)
+    frame = data
+    y = _target(frame, target, task)
+    train_idx, val_idx = split_indices(len(frame), tcfg.val_fraction, tcfg.seed)
+    pre = Preprocessor.fit(
+        frame.iloc[train_idx], numeric, categorical, max_categories=mcfg.max_categories,
+        target=y[train_idx] if task == "regression" else None,
+    )
+    num, cat = pre.transform(frame)
+    y_fit = (y - pre.target_mean) / pre.target_std if task == "regression" else y
+    digest_of_data = dataset_digest or _frame_digest(frame)
+    code = code_lineage()
+    run_key = inputs_digest({
+        "dataset": digest_of_data, "target": target, "task": task, "numeric": list(numeric),
+        "categorical": list(categorical), "model": mcfg.model_dump(mode="json"),
+        "training": tcfg.model_dump(mode="json"), "code": code["code_digest"],
+    })
+    L.seed_everything(tcfg.seed, workers=True, verbose=False)
+    net = TabularMLP(
+        n_numeric=len(pre.numeric), cardinalities=pre.cardinalities,
+        embedding_dims=embedding_dims_for(
+            pre.cardinalities, fixed=mcfg.embedding_dim, maximum=mcfg.max_embedding_dim
+        ),
+        hidden_sizes=mcfg.hidden_sizes, dropout=mcfg.dropout, activation=mcfg.activation,
+    )
+    module = TabularModule(net, task, tcfg.learning_rate, tcfg.weight_decay)  # type: ignore[arg-type]  # task checked by _target
+    datamodule = TabularDataModule(
+        num, cat, y_fit, train_index=train_idx, val_index=val_idx,
+        batch_size=tcfg.batch_size, seed=tcfg.seed,
+    )
+    ckpt_dir = (checkpoint_root or Path(".retrain/checkpoints")) / run_key.split(":")[1][:24]
+    last = ckpt_dir / "last.ckpt"
+    resumed_from = last if last.exists() else None
+    precision = resolve_precision(tcfg.precision, tcfg.accelerator)
+    params = {"model": model, "target": target, "task": task, "rows": len(frame),
+              "precision": precision, **mcfg.model_dump(), **tcfg.model_dump()}
+    if tracker is not None:
+        tags = {"model": model, "dataset_digest": digest_of_data, "inputs_digest": run_key}
+        tracker.start(f"{model}-train", params, tags)
+    best = BestWeights("val_loss")
+    reporter = ProgressReporter(artifact_key("train", model), description=f"training {model}")
+    cbs: list[L.Callback] = [
+        EarlyStopping("val_loss", patience=tcfg.patience, mode="min"),
+        # Lightning writes last.ckpt only alongside a top-k save, hence the best one is kept too.
+        ModelCheckpoint(
+            dirpath=ckpt_dir, monitor="val_loss", save_top_k=1, save_last=True,
+            enable_version_counter=False,
+        ),
+        best,
+        ProgressCallback(reporter.update),
+        *([EpochMetrics(tracker.log_metrics)] if tracker is not None else []),
+        *([RichProgressBar()] if progress_bar else []),
+        *callbacks,
+    ]
+    trainer = L.Trainer(
+        accelerator=tcfg.accelerator, devices=tcfg.devices, strategy=tcfg.strategy,
+        precision=precision,  # type: ignore[arg-type]  # validated by TrainingConfig
+        max_epochs=tcfg.max_epochs, deterministic="warn", callbacks=cbs, logger=False,
+        enable_progress_bar=progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=ckpt_dir,
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resumed_from) if resumed_from else None)
+    except BaseException:
+        if tracker is not None:
+            tracker.finish("FAILED")
+        raise
+    if best.weights is None:
+        raise TrainingError("training produced no validation loss; check the data and settings")
+    net.load_state_dict(best.weights)
+    net.to("cpu").eval()
+    metrics = _validation_metrics(net, task, num[val_idx], cat[val_idx], y[val_idx], pre)
+    metrics["val_loss"] = best.best
+    manifest_lineage = {
+        "dataset_digest": digest_of_data, "inputs_digest": run_key, "seed": tcfg.seed,
+        "hyperparameters": {"model": mcfg.model_dump(mode="json"),
+                            "training": tcfg.model_dump(mode="json")},
+        "device": str(trainer.strategy.root_device.type), "precision": precision,
+        **code, **dict(lineage or {}),
+    }
+    encoded = encode_bundle(
+        net, architecture=net.architecture, preprocessor=pre, task=task, target=target,
+        metrics=metrics, lineage=manifest_lineage,
+    )
+    digest = save_bundle(registry.put_bytes, encoded)
+    run_id = tracker.run_id if tracker is not None else None
+    record = registry.catalog.register_model_version(
+        model, digest, metrics=metrics, status="candidate", actor=actor,
+        reason=f"trained on {digest_of_data}",
+        lineage={**manifest_lineage, **dict(run_info or {}), "mlflow_run_id": run_id},
+    )
+    if tracker is not None:
+        tracker.log_metrics({f"final_{k}": v for k, v in metrics.items()}, step=trainer.current_epoch)
+        tracker.set_tags({"bundle_digest": digest, "registry_version": str(record.version)})
+        tracker.log_text(encoded.manifest.decode(), "bundle_manifest.json")
+        tracker.finish("FINISHED")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: a rerun must not resume a done run
+    return TrainResult(
+        model=model, version=record.version, bundle_digest=digest, metrics=metrics,
+        lineage=dict(record.lineage), epochs=trainer.current_epoch, best_epoch=best.best_epoch,
+        resumed_from=resumed_from, mlflow_run_id=run_id,
+        duration_s=time.perf_counter() - started, rows=len(frame),
+    )
+
+
+def _target(frame: pd.DataFrame, target: str, task: str) -> np.ndarray:
+    if task not in ("binary", "regression"):
+        raise TrainingError(f"unknown task {task!r}; use binary or regression")
+    if target not in frame.columns:
+        raise TrainingError(f"training data has no target column {target!r}")
+    if len(frame) < 10:
+        raise TrainingError(f"training data has {len(frame)} rows; at least 10 are needed")
+    try:
+        y = frame[target].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"target {target!r} must be numeric") from exc
+    if not np.isfinite(y).all():
+        raise TrainingError(f"target {target!r} has missing values; validate the data first")
+    if task == "binary" and not np.isin(y, (0.0, 1.0)).all():
+        raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
+    return y
+
+
+def _validation_metrics(
+    net: Any, task: str, num: np.ndarray, cat: np.ndarray, y: np.ndarray, pre: Any
+) -> dict[str, float]:
+    import torch
+
+    from models.metrics import compute_metrics
+
+    with torch.inference_mode():
+        raw = net(torch.from_numpy(num), torch.from_numpy(cat)).double().numpy()
+    pred = 1.0 / (1.0 + np.exp(-raw)) if task == "binary" else raw * pre.target_std + pre.target_mean
+    return {f"val_{k}": v for k, v in compute_metrics(task, y, pred).items()}
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """Content digest of an unregistered frame (values, index-free, and column names)."""
+    h = hashlib.sha256(json.dumps(list(map(str, frame.columns))).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return "sha256:" + h.hexdigest()

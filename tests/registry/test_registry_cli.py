@@ -1,0 +1,118 @@
+"""``retrain registry`` and ``retrain models`` as a user types them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry.blobstore import LocalBlobStore
+from registry.store import Registry
+from retrain.settings import Settings
+from retrain.wiring import build_registry
+
+
+def _retrain(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RETRAIN_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "retrain", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+def test_put_get_ls_verify_gc_round_trip(home: Path, tmp_path: Path) -> None:
+    source = tmp_path / "report.html"
+    source.write_text("<h1>drift</h1>")
+    put = _retrain(home, "registry", "put", str(source), "--media-type", "text/html")
+    assert put.returncode == 0, put.stderr
+    digest = put.stdout.strip()
+    assert digest.startswith("sha256:") and len(digest) == 71
+
+    out = tmp_path / "back.html"
+    got = _retrain(home, "registry", "get", digest, "-o", str(out))
+    assert got.returncode == 0, got.stderr
+    assert out.read_text() == "<h1>drift</h1>"
+
+    listed = _retrain(home, "registry", "ls")
+    assert digest in listed.stdout and "text/html" in listed.stdout
+
+    verified = _retrain(home, "registry", "verify")
+    assert verified.returncode == 0 and "0 problem(s)" in verified.stdout
+
+    gc = _retrain(home, "registry", "gc", "--grace", "0s")
+    assert gc.returncode == 0 and "dry run" in gc.stdout
+
+
+def test_verify_exits_non_zero_and_names_the_corrupt_blob(home: Path) -> None:
+    with build_registry(Settings(home=home)) as reg:
+        digest = reg.put_bytes(b"weights")
+        assert isinstance(reg.blobs, LocalBlobStore)
+        reg.blobs.path_of(digest).write_bytes(b"weightz")
+    result = _retrain(home, "registry", "verify")
+    assert result.returncode == 1
+    assert digest in result.stdout and "corrupt" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("registry", "get", "sha256:nothex", "-o", "x"), "64 hex digits"),
+        (("registry", "get", "sha256:" + "0" * 64, "-o", "x"), "no blob"),
+        (("registry", "put", "/no/such/file"), "not a readable file"),
+        (("registry", "gc", "--grace", "soon"), "not a duration"),
+        (("models", "history", "nobody"), "no model named"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    home: Path, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = _retrain(home, *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_unreachable_database_is_one_line(home: Path) -> None:
+    env_url = "postgresql+psycopg://nobody@127.0.0.1:9/none"
+    result = subprocess.run(
+        [sys.executable, "-m", "retrain", "registry", "ls"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RETRAIN_HOME": str(home), "RETRAIN_DATABASE_URL": env_url},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "cannot use the registry database" in result.stderr
+    assert "RETRAIN_DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_ls_history_and_aliases(home: Path) -> None:
+    reg: Registry
+    with build_registry(Settings(home=home)) as reg:
+        digest = reg.put_bytes(b"bundle")
+        reg.catalog.register_model_version("loan-default", digest, metrics={}, lineage={})
+        reg.catalog.register_model_version("loan-default", digest, metrics={}, lineage={})
+        reg.catalog.set_alias(
+            "loan-default", "champion", 2, expected=None, reason="passed gate", actor="canary"
+        )
+    listed = _retrain(home, "models", "ls")
+    assert listed.returncode == 0 and "loan-default" in listed.stdout
+    history = _retrain(home, "models", "history", "loan-default")
+    assert history.returncode == 0
+    assert history.stdout.count("model.registered") == 2
+    assert "alias.set" in history.stdout and "passed gate" in history.stdout
+    aliases = _retrain(home, "models", "aliases", "loan-default")
+    assert "champion" in aliases.stdout

@@ -1,0 +1,257 @@
+"""The alert receiver as a sender sees it: auth, limits, dedup, one retrain per cooldown."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from registry.store import Registry
+from retrain.alert_dispatch import LaunchError, RecordingLauncher
+from retrain.alerts import MAX_BODY_BYTES, create_app, sign_body
+
+SECRET = "hmac-secret"
+
+
+@pytest.fixture
+def launcher() -> RecordingLauncher:
+    return RecordingLauncher()
+
+
+@pytest.fixture
+def client(registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace) -> Iterator[TestClient]:
+    kit.register_models(registry, ["loan-default", "churn"])
+    app = create_app(registry, launcher, token=kit.token, hmac_secret=SECRET, models_ttl_s=0)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _bearer(kit: SimpleNamespace) -> dict[str, str]:
+    return {"Authorization": f"Bearer {kit.token}", "Content-Type": "application/json"}
+
+
+def _drain(client: TestClient) -> None:
+    assert client.app.state.dispatcher.drain(timeout_s=20)  # type: ignore[attr-defined]
+
+
+def test_signed_alert_is_accepted_and_starts_a_retrain(
+    client: TestClient, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    body = kit.generic_body("loan-default")
+    response = client.post("/alerts/generic", content=body, headers=sign_body(SECRET, body))
+    assert response.status_code == 202
+    _drain(client)
+    assert [call[0] for call in launcher.calls] == ["loan-default"]
+
+
+def test_bad_signature_is_refused_with_401(client: TestClient, kit: SimpleNamespace) -> None:
+    body = kit.generic_body("loan-default")
+    headers = sign_body("not-the-secret", body)
+    response = client.post("/alerts/generic", content=body, headers=headers)
+    assert response.status_code == 401
+    assert "signature" in response.json()["error"]
+
+
+def test_body_changed_after_signing_is_refused(client: TestClient, kit: SimpleNamespace) -> None:
+    headers = sign_body(SECRET, kit.generic_body("loan-default"))
+    response = client.post("/alerts/generic", content=kit.generic_body("churn"), headers=headers)
+    assert response.status_code == 401
+
+
+def test_stale_timestamp_is_refused(client: TestClient, kit: SimpleNamespace) -> None:
+    body = kit.generic_body("loan-default")
+    headers = sign_body(SECRET, body, timestamp=time.time() - 301)
+    response = client.post("/alerts/generic", content=body, headers=headers)
+    assert 400 <= response.status_code < 500
+    assert "5 minutes" in response.json()["error"]
+
+
+def test_wrong_or_missing_credentials_are_refused(client: TestClient, kit: SimpleNamespace) -> None:
+    body = kit.generic_body("loan-default")
+    assert client.post("/alerts/generic", content=body).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/alerts/generic", content=body, headers=wrong).status_code == 401
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    assert client.post("/alerts/generic", content=body, headers=basic).status_code == 401
+
+
+def test_oversize_body_is_refused_with_413(client: TestClient, kit: SimpleNamespace) -> None:
+    big = b'{"model": "loan-default", "reason": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    response = client.post("/alerts/generic", content=big, headers=_bearer(kit))
+    assert response.status_code == 413
+
+
+def test_oversize_streamed_body_without_length_is_refused(
+    client: TestClient, kit: SimpleNamespace
+) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"model": "loan-default", "reason": "'
+        for _ in range(20):
+            yield b"x" * 65536  # 1.25 MiB in all, no Content-Length
+        yield b'"}'
+
+    response = client.post("/alerts/generic", content=chunks(), headers=_bearer(kit))
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/alerts/generic", b"{not json", 400),
+        ("/alerts/generic", b"[1, 2]", 400),
+        ("/alerts/generic", b'{"status": "firing"}', 422),
+        ("/alerts/generic", b'{"model": "loan-default", "status": "on fire"}', 422),
+        ("/alerts/alertmanager", b'{"version": "4", "groupKey": "g", "status": "firing"}', 422),
+        ("/alerts/nagios", b'{"model": "loan-default"}', 404),
+    ],
+)
+def test_sender_mistakes_get_a_4xx(
+    client: TestClient, kit: SimpleNamespace, path: str, body: bytes, status: int
+) -> None:
+    response = client.post(path, content=body, headers=_bearer(kit))
+    assert response.status_code == status
+    assert response.json()["error"]
+
+
+def test_alertmanager_group_without_model_label_is_422(
+    client: TestClient, kit: SimpleNamespace
+) -> None:
+    body = kit.alertmanager_body("loan-default").replace(b'"model"', b'"service"')
+    response = client.post("/alerts/alertmanager", content=body, headers=_bearer(kit))
+    assert response.status_code == 422
+    assert "model" in response.json()["error"]
+
+
+def test_hundred_repeats_of_one_alert_start_one_run(
+    client: TestClient, launcher: RecordingLauncher, registry: Registry, kit: SimpleNamespace
+) -> None:
+    body = kit.alertmanager_body("loan-default")
+    answers = [
+        client.post("/alerts/alertmanager", content=body, headers=_bearer(kit)) for _ in range(100)
+    ]
+    assert {a.status_code for a in answers} == {202}
+    assert sum(not a.json()["alerts"][0]["duplicate"] for a in answers) == 1
+    _drain(client)
+    assert len(launcher.calls) == 1
+    assert len(registry.catalog.events("loan-default", kinds=["retrain.requested"])) == 1
+
+
+def test_storm_over_ten_models_starts_at_most_one_run_per_model(
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    models = [f"model-{i}" for i in range(10)]
+    kit.register_models(registry, models)
+    app = create_app(registry, launcher, token=kit.token)
+    with TestClient(app) as client:
+        for i in range(1000):
+            body = kit.alertmanager_body(models[i % 10], fingerprint=f"fp-{i}")
+            response = client.post("/alerts/alertmanager", content=body, headers=_bearer(kit))
+            assert response.status_code == 202
+        _drain(client)
+    started = [call[0] for call in launcher.calls]
+    assert sorted(started) == models
+    states = [a.state for a in registry.catalog.pending_alerts()]
+    assert states == []  # every alert decided: one submitted per model, the rest folded
+
+
+def test_resolved_and_unknown_model_alerts_start_nothing(
+    client: TestClient, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    resolved = kit.alertmanager_body("loan-default", status="resolved")
+    answer = client.post("/alerts/alertmanager", content=resolved, headers=_bearer(kit))
+    assert answer.status_code == 202
+    unknown = kit.generic_body("no-such-model")
+    answer = client.post("/alerts/generic", content=unknown, headers=_bearer(kit))
+    assert answer.status_code == 202
+    assert answer.json()["unknown_models"] == ["no-such-model"]
+    _drain(client)
+    assert launcher.calls == []
+
+
+def test_alerts_fold_into_the_run_in_flight_until_the_cooldown_ends(
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    from retrain.alert_dispatch import AlertDispatcher
+    from retrain.spec_store import list_registered_pipelines
+
+    kit.register_models(registry, ["loan-default"], cooldown_minutes=10)
+    now = [time.time()]
+    dispatcher = AlertDispatcher(
+        registry,
+        launcher,
+        lambda: {p.name: p for p in list_registered_pipelines(registry)},
+        clock=lambda: now[0],
+    )
+
+    def alert(key: str) -> str:
+        record, _ = registry.catalog.add_alert(
+            key, source="generic", model="loan-default", status="firing", payload={}
+        )
+        return dispatcher.decide(record)
+
+    assert alert("a") == "submitted"
+    assert alert("b") == "folded"
+    now[0] += 11 * 60
+    launcher.running.add("run-1")  # the first retrain is still running: fold into it
+    assert alert("c") == "folded"
+    launcher.running.clear()
+    now[0] += 10  # past the "is it running" cache
+    assert alert("d") == "submitted"
+    assert len(launcher.calls) == 2
+
+
+def test_sweeper_submits_alerts_left_received_by_a_crash(
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    kit.register_models(registry, ["loan-default"])
+    registry.catalog.add_alert(
+        "left-behind", source="generic", model="loan-default", status="firing", payload={}
+    )
+    app = create_app(registry, launcher, token=kit.token)
+    with TestClient(app) as client:  # starting up sweeps the inbox
+        _drain(client)
+    assert [call[0] for call in launcher.calls] == ["loan-default"]
+    assert registry.catalog.pending_alerts() == []
+
+
+def test_failed_launch_leaves_the_alert_for_the_sweeper(
+    registry: Registry, kit: SimpleNamespace
+) -> None:
+    from retrain.alert_dispatch import AlertDispatcher
+    from retrain.spec_store import list_registered_pipelines
+
+    class Down(RecordingLauncher):
+        def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
+            raise LaunchError("Prefect API unreachable")
+
+    kit.register_models(registry, ["loan-default"])
+    models = {p.name: p for p in list_registered_pipelines(registry)}
+    record, _ = registry.catalog.add_alert(
+        "k", source="generic", model="loan-default", status="firing", payload={}
+    )
+    assert AlertDispatcher(registry, Down(), lambda: models).decide(record) == "received"
+    assert [a.id for a in registry.catalog.pending_alerts()] == [record.id]
+    up = RecordingLauncher()
+    retry = AlertDispatcher(registry, up, lambda: models)
+    assert retry.sweep() == 1
+    retry.start()
+    assert retry.drain(timeout_s=10)
+    retry.stop()
+    assert len(up.calls) == 1
+    assert registry.catalog.pending_alerts() == []
+
+
+def test_receiver_refuses_to_start_without_credentials(
+    registry: Registry, launcher: RecordingLauncher
+) -> None:
+    from registry.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RETRAIN_ALERTS_TOKEN"):
+        create_app(registry, launcher)

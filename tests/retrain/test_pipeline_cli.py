@@ -1,0 +1,83 @@
+"""``retrain pipelines``: what a data scientist types to add a model by spec alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from retrain.cli import app
+from retrain.cli.common import settings
+from retrain.specs import DEFAULT_SPECS_DIR
+
+LOAN = DEFAULT_SPECS_DIR / "loan-default.yaml"
+LGD = DEFAULT_SPECS_DIR / "loss-given-default.yaml"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    settings.cache_clear()
+    yield tmp_path / "home"
+    settings.cache_clear()
+
+
+def test_register_ls_show_without_a_prefect_server(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("retrain.deployments.prefect_api_url", lambda **_: None)
+    runner = CliRunner()
+    for spec in (LOAN, LGD):
+        result = runner.invoke(app, ["pipelines", "register", str(spec)])
+        assert result.exit_code == 0, result.output
+        assert "registered" in result.output
+        assert "retrain up" in result.output
+    again = runner.invoke(app, ["pipelines", "register", str(LOAN)])
+    assert "unchanged" in again.output
+    listing = runner.invoke(app, ["pipelines", "ls"])
+    assert "loan-default" in listing.output and "loss-given-default" in listing.output
+    assert "regression" in listing.output
+    shown = runner.invoke(app, ["pipelines", "show", "loss-given-default"])
+    assert shown.exit_code == 0
+    assert "target: loss_given_default" in shown.output
+    assert "retrain-on-drift-loss-given-default" in shown.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_register_creates_deployments_when_prefect_is_reachable(home: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    result = CliRunner().invoke(app, ["pipelines", "register", str(LGD)])
+    assert result.exit_code == 0, result.output
+    with get_client(sync_client=True) as client:
+        drift = client.read_deployment_by_name("retrain-model/retrain-on-drift-loss-given-default")
+        retrain = client.read_deployment_by_name("retrain-model/retrain-loss-given-default")
+        limit = client.read_global_concurrency_limit_by_name("retrain-loss-given-default")
+    assert drift.global_concurrency_limit is not None
+    assert drift.global_concurrency_limit.limit == 1
+    assert drift.concurrency_options is not None
+    assert drift.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert retrain.schedules[0].schedule.cron == "30 3 * * 1"  # type: ignore[union-attr]
+    assert limit.limit == 1
+
+
+def test_a_bad_spec_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "loan-default.yaml"
+    bad.write_text(LOAN.read_text().replace("floor: 0.65", "floor: 1.5"))
+    env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-c", "from retrain.cli import main; main()", "pipelines", "register",
+         str(bad)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: spec loan-default.yaml: gate.floor: roc_auc lies in [0, 1]; got 1.5"
+    )
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,169 @@
+"""Training: registers a candidate, is reproducible, resumes, tracks to MLflow, uses the GPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.bundle import load_bundle
+from models.config import ModelConfig, TrainingConfig
+from models.errors import TrainingError
+from registry.store import Registry
+from retrain.settings import Settings
+from retrain.wiring import build_tracker
+from tasks.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, REGRESSION_TARGET, TARGET
+from tasks.simulator import simulate
+from tasks.tracking import MlflowTracker, TrackingError
+from tasks.training import TrainResult, train_model
+
+FAST = TrainingConfig(max_epochs=3, batch_size=256, patience=2)
+SMALL = ModelConfig(hidden_sizes=(16,))
+
+
+@pytest.fixture(scope="module")
+def loans() -> pd.DataFrame:
+    return simulate(1500, seed=1)
+
+
+def _train(registry: Registry, frame: pd.DataFrame, tmp_path: Path, **kw: Any) -> TrainResult:
+    args: dict[str, Any] = dict(
+        model="loan-default", target=TARGET, task="binary", numeric=FEATURES_NUMERIC,
+        categorical=FEATURES_CATEGORICAL, model_config=SMALL, training=FAST,
+        checkpoint_root=tmp_path / "checkpoints",
+    )
+    args.update(kw)
+    return train_model(registry, frame, **args)
+
+
+def test_training_registers_a_candidate_with_its_lineage(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path
+) -> None:
+    result = _train(registry, loans, tmp_path, lineage={"spec_digest": "sha256:" + "a" * 64},
+                    run_info={"flow_run_id": "run-1"})
+    record = registry.catalog.get_model_version("loan-default", result.version)
+    assert record.status == "candidate"
+    assert record.bundle_digest == result.bundle_digest
+    assert record.lineage["flow_run_id"] == "run-1"
+    assert 0.5 < result.metrics["val_roc_auc"] <= 1.0
+    bundle = load_bundle(registry.get_bytes, result.bundle_digest)
+    lineage = bundle.manifest["lineage"]
+    assert lineage["spec_digest"] == "sha256:" + "a" * 64
+    assert lineage["seed"] == 0 and lineage["code_digest"].startswith("sha256:")
+    assert "torch" in lineage["libraries"]
+    assert "flow_run_id" not in lineage  # run ids differ per run; they live on the version
+    predictions = bundle.predict(loans.head(50))
+    assert predictions.shape == (50,) and ((predictions > 0) & (predictions < 1)).all()
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_same_data_and_seed_give_the_same_bundle_digest(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path
+) -> None:
+    first = _train(registry, loans, tmp_path)
+    second = _train(registry, loans, tmp_path)
+    reseeded = _train(registry, loans, tmp_path,
+                      training=FAST.model_copy(update={"seed": 1}))
+    assert first.bundle_digest == second.bundle_digest
+    assert (first.version, second.version) == (1, 2)
+    assert reseeded.bundle_digest != first.bundle_digest
+
+
+class _Interrupt(L.Callback):
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 2:
+            raise RuntimeError("power cut")
+
+
+class _EpochsSeen(L.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epochs.append(trainer.current_epoch)
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path
+) -> None:
+    config = FAST.model_copy(update={"max_epochs": 4, "patience": 10})
+    with pytest.raises(RuntimeError, match="power cut"):
+        _train(registry, loans, tmp_path, training=config, callbacks=[_Interrupt()])
+    assert registry.catalog.list_model_versions("loan-default") == []
+    seen = _EpochsSeen()
+    resumed = _train(registry, loans, tmp_path, training=config, callbacks=[seen])
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "last.ckpt"
+    assert seen.epochs == [2, 3]  # epochs 0 and 1 were not trained again
+    assert resumed.version == 1
+
+
+def test_regression_predicts_on_the_target_scale(registry: Registry, tmp_path: Path) -> None:
+    frame = simulate(1500, seed=2)
+    result = _train(registry, frame, tmp_path, model="lgd", target=REGRESSION_TARGET,
+                    task="regression")
+    assert {"val_rmse", "val_mae"} <= set(result.metrics)
+    bundle = load_bundle(registry.get_bytes, result.bundle_digest)
+    predictions = bundle.predict(frame.head(200))
+    target = frame[REGRESSION_TARGET].to_numpy()
+    assert abs(predictions.mean() - target.mean()) < 0.5 * target.std() + 0.05
+
+
+def test_bad_training_data_is_one_clear_error(registry: Registry, tmp_path: Path) -> None:
+    frame = simulate(200, seed=3)
+    with pytest.raises(TrainingError, match="no target column 'nope'"):
+        _train(registry, frame, tmp_path, target="nope")
+    with pytest.raises(TrainingError, match="only 0 and 1"):
+        _train(registry, frame.assign(default=frame["default"] * 2), tmp_path)
+
+
+def test_runs_are_tracked_in_mlflow(
+    registry: Registry, settings: Settings, loans: pd.DataFrame, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tracker = build_tracker(settings)
+    result = _train(registry, loans, tmp_path, tracker=tracker)
+    assert result.mlflow_run_id is not None
+    assert registry.catalog.get_model_version(
+        "loan-default", result.version).lineage["mlflow_run_id"] == result.mlflow_run_id
+    run = MlflowClient(settings.tracking_uri).get_run(result.mlflow_run_id)
+    assert run.data.tags["bundle_digest"] == result.bundle_digest
+    assert run.data.tags["registry_version"] == str(result.version)
+    assert run.data.params["learning_rate"] == str(FAST.learning_rate)
+    history = MlflowClient(settings.tracking_uri).get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == list(range(result.epochs))
+    assert run.info.status == "FINISHED"
+
+
+def test_unreachable_mlflow_warns_and_training_goes_on(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = MlflowTracker("http://127.0.0.1:9")  # nothing listens on the discard port
+    with caplog.at_level(logging.WARNING, logger="tasks.tracking"):
+        result = _train(registry, loans, tmp_path, tracker=tracker)
+    assert result.version == 1 and result.mlflow_run_id is None
+    assert "training continues without tracking" in caplog.text
+    strict = MlflowTracker("http://127.0.0.1:9", strict=True)
+    with pytest.raises(TrackingError, match="strict tracking"):
+        _train(registry, loans, tmp_path, tracker=strict)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_the_gpu_in_bf16_and_serves_on_cpu(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path
+) -> None:
+    result = _train(registry, loans, tmp_path, training=FAST.model_copy(update={"accelerator": "gpu"}))
+    assert result.lineage["device"] == "cuda"
+    expected = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    assert result.lineage["precision"] == expected
+    bundle = load_bundle(registry.get_bytes, result.bundle_digest)
+    assert np.isfinite(bundle.predict(loans.head(10))).all()
+    assert json.loads(json.dumps(bundle.manifest))["lineage"]["device"] == "cuda"
