@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -191,7 +192,7 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def bench_webhook_ack(*, rate: float, seconds: float) -> None:
@@ -237,20 +238,24 @@ def bench_alert_to_run(*, samples: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=90):
         home = Path(tmp) / "home"
         specs = _register_models(home, models)
-        ids = {spec.name: build_deployments(spec)[0].apply() for spec in specs}
+        ids = {spec.name: UUID(str(build_deployments(spec)[0].apply())) for spec in specs}
         env = {"PREFECT_API_URL": str(PREFECT_API_URL.value())}
         proc, port = _start_server(home, "prefect", env)
         alert_ms: list[float] = []
         direct_ms: list[float] = []
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http, get_client(
-                sync_client=True
-            ) as client:
+            with (
+                httpx.Client(base_url=f"http://127.0.0.1:{port}") as http,
+                get_client(sync_client=True) as client,
+            ):
                 for i, model in enumerate(models):
                     body = json.dumps({"model": model, "reason": "bench"}).encode()
                     headers = {"Authorization": f"Bearer {TOKEN}"}
                     sent = time.perf_counter()
-                    assert http.post("/alerts/generic", content=body, headers=headers).status_code == 202
+                    assert (
+                        http.post("/alerts/generic", content=body, headers=headers).status_code
+                        == 202
+                    )
                     flt = DeploymentFilter(id=DeploymentFilterId(any_=[ids[model]]))
                     while not client.read_flow_runs(deployment_filter=flt, limit=1):
                         if time.perf_counter() - sent > 30:
@@ -296,7 +301,9 @@ def bench_flow_overhead(*, quick: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
-    parser.add_argument("--serve", nargs=3, metavar=("HOME", "PORT", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", nargs=3, metavar=("HOME", "PORT", "MODE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.serve:
         home, port, mode = args.serve

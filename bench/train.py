@@ -20,16 +20,17 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from models.modules import TabularMLP, embedding_dims_for  # noqa: E402
-from models.tensor_data import DeviceBatches, TabularDataModule, split_indices  # noqa: E402
+from models.modules import TabularMLP, embedding_dims_for
+from models.tensor_data import DeviceBatches, TabularDataModule, split_indices
 
 
 def _data(rows: int, n_numeric: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,8 +44,9 @@ def _data(rows: int, n_numeric: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 
 def _net(n_numeric: int) -> TabularMLP:
     cards = (6, 6, 6, 6)
-    return TabularMLP(n_numeric, cards, embedding_dims_for(cards, fixed=None, maximum=16),
-                      (64, 32), dropout=0.1)
+    return TabularMLP(
+        n_numeric, cards, embedding_dims_for(cards, fixed=None, maximum=16), (64, 32), dropout=0.1
+    )
 
 
 def lightning_fit(data: Any, epochs: int, batch: int, device: str, precision: str) -> float:
@@ -58,16 +60,26 @@ def lightning_fit(data: Any, epochs: int, batch: int, device: str, precision: st
     train_idx, val_idx = split_indices(len(y), 0.2, 0)
     L.seed_everything(0, verbose=False)
     module = TabularModule(_net(num.shape[1]), "binary")
-    dm = TabularDataModule(num, cat, y, train_index=train_idx, val_index=val_idx,
-                           batch_size=batch, seed=0)
+    dm = TabularDataModule(
+        num, cat, y, train_index=train_idx, val_index=val_idx, batch_size=batch, seed=0
+    )
     with tempfile.TemporaryDirectory() as ckpt:
         start = time.perf_counter()
         trainer = L.Trainer(
-            accelerator=device, devices=1, precision=precision,  # type: ignore[arg-type]
-            max_epochs=epochs, deterministic="warn", logger=False, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0,
-            callbacks=[EarlyStopping("val_loss", patience=epochs), BestWeights(),
-                       ModelCheckpoint(dirpath=ckpt, monitor="val_loss", save_last=True)],
+            accelerator=device,
+            devices=1,
+            precision=precision,  # type: ignore[arg-type]
+            max_epochs=epochs,
+            deterministic="warn",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[
+                EarlyStopping("val_loss", patience=epochs),
+                BestWeights(),
+                ModelCheckpoint(dirpath=ckpt, monitor="val_loss", save_last=True),
+            ],
         )
         trainer.fit(module, datamodule=dm)
         if device == "gpu":
@@ -86,14 +98,17 @@ def plain_fit(data: Any, epochs: int, batch: int, device: str, bf16: bool) -> fl
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(num[idx]).to(dev), torch.from_numpy(cat[idx]).to(dev),
-                torch.from_numpy(y[idx]).to(dev))
+        return (
+            torch.from_numpy(num[idx]).to(dev),
+            torch.from_numpy(cat[idx]).to(dev),
+            torch.from_numpy(y[idx]).to(dev),
+        )
 
     train, val = tensors(train_idx), tensors(val_idx)
     best, best_state = float("inf"), None
     for epoch in range(epochs):
         net.train()
-        for xn, xc, t in DeviceBatches(train, batch, shuffle=True, epoch=lambda e=epoch: e):
+        for xn, xc, t in DeviceBatches(train, batch, shuffle=True, epoch=partial(int, epoch)):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 out = net(xn, xc)
             loss = loss_fn(out.float(), t)
@@ -102,8 +117,10 @@ def plain_fit(data: Any, epochs: int, batch: int, device: str, bf16: bool) -> fl
             opt.step()
         net.eval()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            total = sum(float(loss_fn(net(a, b).float(), c)) * len(c)
-                        for a, b, c in DeviceBatches(val, 8192, shuffle=False))
+            total = sum(
+                float(loss_fn(net(a, b).float(), c)) * len(c)
+                for a, b, c in DeviceBatches(val, 8192, shuffle=False)
+            )
         if total / len(val_idx) < best:
             best, best_state = total / len(val_idx), copy.deepcopy(net.state_dict())
     if device == "gpu":
@@ -112,8 +129,9 @@ def plain_fit(data: Any, epochs: int, batch: int, device: str, bf16: bool) -> fl
     return time.perf_counter() - start
 
 
-def bench_training(rows: int, epochs: int, device: str = "cpu", n_numeric: int = 13,
-                   precision: str = "32-true") -> None:
+def bench_training(
+    rows: int, epochs: int, device: str = "cpu", n_numeric: int = 13, precision: str = "32-true"
+) -> None:
     data = _data(rows, n_numeric)
     warm = _data(2048, n_numeric)
     lightning_fit(warm, 1, 512, device, precision)  # one-time imports and lazy init
@@ -146,11 +164,15 @@ def bench_gate(rows: int, resamples: int) -> None:
         roc_auc(y[idx], cand[idx]) - roc_auc(y[idx], champ[idx])
     t_naive = (time.perf_counter() - start) / naive_n * resamples
     print(f"gate bootstrap (roc_auc, {rows} rows x {resamples} resamples):")
-    print(f"  vectorised paired bootstrap: {t_fast:6.2f} s  CI [{result.low:+.4f}, "
-          f"{result.high:+.4f}]")
+    print(
+        f"  vectorised paired bootstrap: {t_fast:6.2f} s  CI [{result.low:+.4f}, "
+        f"{result.high:+.4f}]"
+    )
     print(f"  naive per-resample loop    : {t_naive:6.2f} s (extrapolated from {naive_n})")
-    print(f"  speed-up: {t_naive / t_fast:.1f}x; target <= 2 s: "
-          f"{'met' if t_fast <= 2.0 else 'missed'}")
+    print(
+        f"  speed-up: {t_naive / t_fast:.1f}x; target <= 2 s: "
+        f"{'met' if t_fast <= 2.0 else 'missed'}"
+    )
     _bench_full_gate(rows, resamples)
 
 
@@ -165,9 +187,14 @@ def _bench_full_gate(rows: int, resamples: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         registry = build_registry(Settings(home=Path(home)))
         kw: dict[str, Any] = dict(
-            model="bench", target=TARGET, task="binary", numeric=FEATURES_NUMERIC,
-            categorical=FEATURES_CATEGORICAL, model_config=ModelConfig(),
-            training=TrainingConfig(max_epochs=2), checkpoint_root=Path(home) / "ck",
+            model="bench",
+            target=TARGET,
+            task="binary",
+            numeric=FEATURES_NUMERIC,
+            categorical=FEATURES_CATEGORICAL,
+            model_config=ModelConfig(),
+            training=TrainingConfig(max_epochs=2),
+            checkpoint_root=Path(home) / "ck",
         )
         v1 = train_model(registry, simulate(5000, seed=1), **kw).version
         v2 = train_model(registry, simulate(5000, seed=2), **kw).version
@@ -177,9 +204,11 @@ def _bench_full_gate(rows: int, resamples: int) -> None:
         decision = evaluate_candidate(registry, "bench", v2, holdout, rules, against=v1)
         elapsed = time.perf_counter() - start
         registry.close()
-    print(f"  whole evaluate_candidate ({rows} rows, {resamples} resamples, slices, "
-          f"{rules.latency_samples} latency probes, recorded): {elapsed:.2f} s "
-          f"(verdict {decision.verdict}, p95 latency {decision.latency_p95_ms:.2f} ms)")
+    print(
+        f"  whole evaluate_candidate ({rows} rows, {resamples} resamples, slices, "
+        f"{rules.latency_samples} latency probes, recorded): {elapsed:.2f} s "
+        f"(verdict {decision.verdict}, p95 latency {decision.latency_p95_ms:.2f} ms)"
+    )
 
 
 def main() -> None:
@@ -191,8 +220,9 @@ def main() -> None:
 
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    # As train_model does by default (TrainingConfig.cpu_threads=1), for both contenders.
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, 1 CPU thread (TrainingConfig.cpu_threads default)")
     if args.quick:
         bench_training(20_000, 2)
         bench_gate(20_000, 1000)

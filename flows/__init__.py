@@ -1,1 +1,1 @@
-"""flows."""
+"""Prefect flows: each composes tasks and reads like the DAG it runs."""

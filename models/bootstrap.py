@@ -75,7 +75,11 @@ def _count_chunks(rng: np.random.Generator, n: int, resamples: int) -> Iterator[
 
 
 def _decomposable_diffs(
-    metric: str, rng: np.random.Generator, y: np.ndarray, a: np.ndarray, b: np.ndarray,
+    metric: str,
+    rng: np.random.Generator,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
     resamples: int,
 ) -> np.ndarray:
     """Metrics that are functions of per-row sums: one matrix product per chunk."""

@@ -24,7 +24,7 @@ from safetensors.torch import save as save_safetensors
 
 from models.errors import BundleError
 from models.modules import TabularMLP
-from models.preprocessing import Preprocessor, instances_to_frame
+from models.preprocessing import Preprocessor
 from registry.errors import RegistryError
 
 __all__ = [
@@ -51,7 +51,9 @@ def _sha256(data: bytes) -> str:
 
 
 def _canonical_json(value: Any) -> bytes:
-    return (json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    return (
+        json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
+    ).encode()
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,9 @@ def encode_bundle(
     lineage: Mapping[str, Any],
 ) -> EncodedBundle:
     """Bytes of a bundle; the same weights and inputs always give the same bytes."""
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()
+    }
     weights = save_safetensors(state)
     weights_digest = _sha256(weights)
     manifest = {
@@ -132,19 +136,18 @@ class ModelBundle:
 
         Raises InvalidInstanceError naming the first absent or malformed feature.
         """
-        frame = (
-            instances
-            if isinstance(instances, pd.DataFrame)
-            else instances_to_frame(instances, self.feature_names)
-        )
-        numeric, categorical = self.preprocessor.transform(frame)
+        if isinstance(instances, pd.DataFrame):
+            numeric, categorical = self.preprocessor.transform(instances)
+        else:
+            numeric, categorical = self.preprocessor.transform_records(instances)
         with torch.inference_mode():
             out = self.net(torch.from_numpy(numeric), torch.from_numpy(categorical))
         raw = out.double().numpy()
         if self.task == "binary":
             result: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
             return result
-        return raw * self.preprocessor.target_std + self.preprocessor.target_mean
+        values: np.ndarray = raw * self.preprocessor.target_std + self.preprocessor.target_mean
+        return values
 
 
 def load_bundle(get_bytes: GetBytes, digest: str) -> ModelBundle:

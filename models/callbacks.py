@@ -34,6 +34,7 @@ class BestWeights(L.Callback):
         if current < self.best:
             self.best, self.best_epoch = current, trainer.current_epoch
             net = pl_module.net  # the plain TabularMLP the module wraps
+            assert isinstance(net, torch.nn.Module)
             self.weights = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
@@ -64,7 +65,11 @@ class ProgressCallback(L.Callback):
         self.report = report
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
         batch_idx: int,
     ) -> None:
         per_epoch = max(1, int(trainer.num_training_batches))

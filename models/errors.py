@@ -1,10 +1,10 @@
 """Errors raised by the models package, a branch of the project's tree.
 
-    RetrainError (registry.errors)
-    └── ModelError                  anything about a model, its bundle or its inputs
-        ├── BundleError             a bundle is missing, tampered with or unreadable
-        ├── InvalidInstanceError    an instance to predict on is malformed; names the field
-        └── TrainingError           training could not run on the data given
+RetrainError (registry.errors)
+└── ModelError                  anything about a model, its bundle or its inputs
+    ├── BundleError             a bundle is missing, tampered with or unreadable
+    ├── InvalidInstanceError    an instance to predict on is malformed; names the field
+    └── TrainingError           training could not run on the data given
 """
 
 from __future__ import annotations

@@ -34,8 +34,9 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    _, inverse, counts = np.unique(np.asarray(p, dtype=np.float64), return_inverse=True,
-                                   return_counts=True)
+    _, inverse, counts = np.unique(
+        np.asarray(p, dtype=np.float64), return_inverse=True, return_counts=True
+    )
     # Average 1-based rank of each distinct score, then of each row through ``inverse``.
     ends = np.cumsum(counts)
     avg_rank = ends - (counts - 1) / 2.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from math import isfinite
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ import pandas as pd
 
 from models.errors import InvalidInstanceError, TrainingError
 
-__all__ = ["UNKNOWN_CODE", "Preprocessor", "instances_to_frame"]
+__all__ = ["UNKNOWN_CODE", "Preprocessor"]
 
 UNKNOWN_CODE = 0
 _MIN_STD = 1e-6
@@ -110,11 +112,50 @@ class Preprocessor:
             cat[:, j] = codes + 1
         return num, cat
 
+    @cached_property
+    def _codes(self) -> tuple[dict[str, int], ...]:
+        return tuple(
+            {value: code for code, value in enumerate(self.vocabularies[name], start=1)}
+            for name in self.categorical
+        )
+
+    def transform_records(
+        self, instances: Sequence[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``transform`` for a list of dicts (a request body) without building a DataFrame:
+        for the handful of instances a request carries this is many times faster."""
+        num = np.empty((len(instances), len(self.numeric)), dtype=np.float32)
+        cat = np.empty((len(instances), len(self.categorical)), dtype=np.int64)
+        numeric = list(zip(self.numeric, self.means, self.stds, strict=True))
+        categorical = list(zip(self.categorical, self._codes, strict=True))
+        for i, inst in enumerate(instances):
+            if not isinstance(inst, Mapping):
+                raise InvalidInstanceError(f"instance {i} is not an object", field="instances")
+            for j, (name, mean, std) in enumerate(numeric):
+                if name not in inst:
+                    raise InvalidInstanceError(f"instance {i} lacks feature {name!r}", field=name)
+                try:
+                    value = float(inst[name])
+                except (TypeError, ValueError):
+                    value = float("nan")
+                if not isfinite(value):
+                    raise InvalidInstanceError(
+                        f"feature {name!r} must be a finite number (instance {i})", field=name
+                    )
+                num[i, j] = (value - mean) / std
+            for j, (name, codes) in enumerate(categorical):
+                if name not in inst:
+                    raise InvalidInstanceError(f"instance {i} lacks feature {name!r}", field=name)
+                value = inst[name]
+                cat[i, j] = UNKNOWN_CODE if value is None else codes.get(str(value), UNKNOWN_CODE)
+        return num, cat
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "numeric": {n: {"mean": m, "std": s} for n, m, s in zip(
-                self.numeric, self.means, self.stds, strict=True
-            )},
+            "numeric": {
+                n: {"mean": m, "std": s}
+                for n, m, s in zip(self.numeric, self.means, self.stds, strict=True)
+            },
             "numeric_order": list(self.numeric),
             "categorical": {n: list(self.vocabularies[n]) for n in self.categorical},
             "categorical_order": list(self.categorical),
@@ -136,30 +177,16 @@ class Preprocessor:
         )
 
 
-def instances_to_frame(
-    instances: Sequence[Mapping[str, Any]], features: Sequence[str]
-) -> pd.DataFrame:
-    """Columns of ``features`` from a list of dicts, naming the first instance lacking one."""
-    columns: dict[str, list[Any]] = {}
-    for name in features:
-        column: list[Any] = []
-        for i, inst in enumerate(instances):
-            if not isinstance(inst, Mapping):
-                raise InvalidInstanceError(f"instance {i} is not an object", field="instances")
-            if name not in inst:
-                raise InvalidInstanceError(f"instance {i} lacks feature {name!r}", field=name)
-            column.append(inst[name])
-        columns[name] = column
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(instances)))
-
-
 def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    try:
-        return pd.to_numeric(series, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInstanceError(f"feature {name!r} must be a number", field=name) from exc
+    if not (
+        pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype)
+    ):
+        try:
+            series = pd.to_numeric(series, errors="raise")
+        except (ValueError, TypeError) as exc:
+            raise InvalidInstanceError(f"feature {name!r} must be a number", field=name) from exc
+    values: np.ndarray = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
 
 
 def _vocabulary(series: pd.Series, max_categories: int) -> tuple[str, ...]:

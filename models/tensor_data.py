@@ -67,7 +67,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     if n < 2:
         raise ValueError("at least two rows are needed to split training and validation")
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 

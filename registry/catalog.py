@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, insert, select, text, update
+from sqlalchemy import CursorResult, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from registry.database import create_catalog_engine, ensure_schema, jsonable
 from registry.errors import AliasConflictError, BlobNotFoundError, ConfigError, NotFoundError
 from registry.hashing import parse_digest
 from registry.inbox import InboxMixin
+from registry.numbering import NewVersion, allocate_version
 from registry.records import (
     MODEL_STATUSES,
     BlobRecord,
@@ -38,6 +39,9 @@ from registry.schema import (
 from registry.transactions import dataset_record, event_record, version_record
 
 __all__ = ["GC_LOCK_KEY", "Catalog"]
+
+_VERSIONS = cast(Table, ModelVersionRow.__table__)
+_EVENTS = cast(Table, EventRow.__table__)
 
 # Blob-row inserts take this advisory lock shared, garbage collection takes it exclusive.
 GC_LOCK_KEY = 0x5265_7472_6169_6E02
@@ -192,36 +196,25 @@ class Catalog(InboxMixin):
         stored_lineage = jsonable(dict(lineage))
 
         def op(s: Session) -> ModelVersionRecord:
-            now = utcnow()
-            # One upsert hands out the number; its row lock serializes registrations of this
-            # model (and only this model) until commit, and a rollback takes the number back.
-            version = s.execute(
-                self._insert(ModelRow)
-                .values(name=model, last_version=1, created_at=now)
-                .on_conflict_do_update(
-                    index_elements=["name"],
-                    set_={"last_version": ModelRow.__table__.c.last_version + 1},
-                )
-                .returning(ModelRow.__table__.c.last_version)
-            ).scalar_one()
-            s.execute(
-                insert(ModelVersionRow.__table__).values(
-                    model=model,
-                    version=version,
-                    bundle_digest=digest,
-                    status=status,
-                    metrics=stored_metrics,
-                    lineage=stored_lineage,
-                    created_at=now,
-                )
+            new = NewVersion(
+                model,
+                digest,
+                status,
+                stored_metrics,
+                stored_lineage,
+                reason,
+                actor,
+                {"status": status},
+                utcnow(),
             )
-            self._append(s, "model.registered", model, [version], reason, actor, {"status": status})
+            version, _ = allocate_version(s, new)
+            metrics_read = _read_metrics(stored_metrics)
             return ModelVersionRecord(
-                model, version, digest, status, _read_metrics(stored_metrics), stored_lineage, now
+                model, version, digest, status, metrics_read, stored_lineage, new.created_at
             )
 
         try:
-            return self._write(op)
+            return self._run(op, write=True, one_statement=True)
         except IntegrityError as exc:
             # The only reference that can be missing is the bundle's blob row.
             if self.get_blob(digest) is None:
@@ -356,7 +349,7 @@ class Catalog(InboxMixin):
         stored = jsonable(dict(payload or {}))
         now = utcnow()
         event_id = s.execute(
-            insert(EventRow.__table__)
+            insert(_EVENTS)
             .values(
                 kind=kind,
                 model=model,
@@ -366,7 +359,7 @@ class Catalog(InboxMixin):
                 payload=stored,
                 created_at=now,
             )
-            .returning(EventRow.__table__.c.id)
+            .returning(_EVENTS.c.id)
         ).scalar_one()
         return EventRecord(event_id, kind, model, listed, reason, actor, stored, now)
 
@@ -382,7 +375,11 @@ class Catalog(InboxMixin):
     ) -> EventRecord:
         """Append one entry to the event log."""
         listed = list(versions)
-        return self._write(lambda s: self._append(s, kind, model, listed, reason, actor, payload))
+        return self._run(
+            lambda s: self._append(s, kind, model, listed, reason, actor, payload),
+            write=True,
+            one_statement=True,
+        )
 
     def events(
         self,

@@ -90,7 +90,14 @@ def create_catalog_engine(database_url: str, *, busy_timeout_s: float = 30.0) ->
             json_serializer=_json_dumps,
         )
     if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create {folder} for the registry database: {exc.strerror}; "
+                "set RETRAIN_HOME or RETRAIN_DATABASE_URL to a writable place"
+            ) from exc
     engine = create_engine(
         url, connect_args={"timeout": busy_timeout_s}, json_serializer=_json_dumps
     )
@@ -149,10 +156,15 @@ def retrying(fn: Callable[[], T], *, url: str, deadline_s: float = 60.0) -> T:
         try:
             return fn()
         except DBAPIError as exc:
-            if not is_retryable(exc) or time.monotonic() - started > deadline_s:
-                if isinstance(exc, OperationalError) or is_retryable(exc):
+            if not is_retryable(exc):
+                if isinstance(exc, OperationalError):
                     raise unavailable(exc, url) from exc
                 raise
+            if time.monotonic() - started > deadline_s:
+                raise DatabaseUnavailableError(
+                    f"the registry database stayed locked for {deadline_s:.0f} s: another "
+                    "process holds a long transaction; retry when it has finished"
+                ) from exc
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.25)
 

@@ -42,10 +42,18 @@ class CatalogBase:
         self.database_url = database_url
         self.dialect = engine.dialect.name
 
-    def _run(self, fn: Callable[[Session], T], *, write: bool) -> T:
+    def _run(self, fn: Callable[[Session], T], *, write: bool, one_statement: bool = False) -> T:
+        """Run ``fn`` in one transaction, again if it loses a lock race.
+
+        ``one_statement`` promises ``fn`` issues a single statement: PostgreSQL then runs it in
+        autocommit, which is still atomic but saves the BEGIN and COMMIT round trips (and the
+        time row locks are held)."""
+
         def attempt() -> T:
             with self.engine.connect() as conn:
                 conn.execution_options(catalog_write=write)
+                if one_statement and self.dialect == "postgresql":
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
                 with Session(bind=conn, expire_on_commit=False, autoflush=True) as session:
                     result = fn(session)
                     if write:

@@ -22,13 +22,16 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from registry.errors import RetrainError
 from retrain.deployments import deployment_names
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
     from registry.records import AlertRecord
     from registry.store import Registry
     from retrain.spec_store import PipelineSummary
@@ -46,6 +49,8 @@ RETRAIN_REQUESTED = "retrain.requested"
 log = logging.getLogger(__name__)
 # A storm after the cooldown, while a long retrain still runs, asks Prefect once per few seconds.
 _RUNNING_CACHE_S = 5.0
+# While requests are being acknowledged, deferred state writes trickle at this pace.
+_BUSY_WRITE_GAP_S = 0.05
 
 
 class LaunchError(RetrainError):
@@ -67,6 +72,10 @@ class RetrainLauncher(Protocol):
 class PrefectLauncher:
     """Starts ``retrain-model/retrain-<model>`` through ``run_deployment`` (returns at once)."""
 
+    def warm(self) -> None:
+        """Import Prefect's client now, so the first alert does not pay for it."""
+        import prefect.deployments  # noqa: F401
+
     def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
         from prefect.deployments import run_deployment
         from prefect.exceptions import PrefectException
@@ -82,7 +91,8 @@ class PrefectLauncher:
             )
         except (PrefectException, OSError, RuntimeError, ValueError) as exc:
             raise LaunchError(f"could not start a retrain of {model}: {exc}") from exc
-        return str(run.id)
+        # run_deployment is typed sync-or-async; called from sync code it is the flow run.
+        return str(cast("FlowRun", run).id)
 
     def is_running(self, run_id: str) -> bool:
         from prefect.client.orchestration import get_client
@@ -90,7 +100,7 @@ class PrefectLauncher:
         try:
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(run_id).state  # type: ignore[arg-type]  # str id accepted
-        except Exception:  # noqa: BLE001  (unknown state: treat as finished, never block forever)
+        except Exception:
             return False
         return state is not None and not state.is_final()
 
@@ -126,25 +136,28 @@ class AlertDispatcher:
         sweep_interval_s: float = 30.0,
         retry_after_s: float = 15.0,
         clock: Callable[[], float] = time.time,
-        write_lock: threading.Lock | None = None,
+        is_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._registry = registry
         # Shared with the receiver: one writer at a time in this process, so SQLite never
         # makes a request wait in its coarse busy-retry sleeps.
-        self.write_lock = write_lock or threading.Lock()
+        self.write_lock = threading.Lock()
         self._launcher = launcher
         self._models = models
         self._sweep_interval_s = sweep_interval_s
         self._retry_after_s = retry_after_s
         self._clock = clock
+        self._is_busy = is_busy
         self._queue: queue.Queue[AlertRecord | None] = queue.Queue()
-        self._queued: set[int] = set()
+        self._queued: set[int] = set()  # queued, or decided with the state not yet written
+        self._marks: deque[tuple[int, str, str | None]] = deque()
         self._lock = threading.Lock()
         self._last_run: dict[str, tuple[float, str]] = {}
         self._backoff: dict[str, float] = {}
         self._running: dict[str, tuple[float, bool]] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._last_busy_write = 0.0
 
     def submit(self, alert: AlertRecord) -> None:
         """Queue a stored alert for a decision (no-op if it is already queued)."""
@@ -171,16 +184,17 @@ class AlertDispatcher:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Finish the alert in hand and stop; queued alerts stay ``received`` for next time."""
+        """Write the decisions taken and stop; undecided alerts stay ``received``."""
         if self._thread is None:
             return
         self._stopping.set()
         self._queue.put(None)
         self._thread.join(timeout_s)
         self._thread = None
+        self._write_marks(force=True)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every queued alert is decided; False on timeout."""
+        """Wait until every queued alert is decided and recorded; False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
@@ -190,22 +204,19 @@ class AlertDispatcher:
         return False
 
     def _run(self) -> None:
+        warm = getattr(self._launcher, "warm", None)
+        if callable(warm):
+            warm()
         next_sweep = time.monotonic() + self._sweep_interval_s
         while not self._stopping.is_set():
+            wait = 0.005 if self._marks else max(0.05, next_sweep - time.monotonic())
             try:
-                alert = self._queue.get(timeout=max(0.05, next_sweep - time.monotonic()))
+                alert = self._queue.get(timeout=wait)
             except queue.Empty:
                 alert = None
             if alert is not None:
-                try:
-                    with self.write_lock:
-                        self.decide(alert)
-                except Exception:  # noqa: BLE001  (the row stays "received"; the sweeper retries)
-                    log.exception("alert %s: decision failed; it will be retried", alert.id)
-                finally:
-                    with self._lock:
-                        self._queued.discard(alert.id)
-                time.sleep(0)  # hand the GIL to the event loop acknowledging alerts
+                self._decide_queued(alert)
+            self._write_marks(force=False)
             if time.monotonic() >= next_sweep and not self._stopping.is_set():
                 next_sweep = time.monotonic() + self._sweep_interval_s
                 try:
@@ -213,13 +224,45 @@ class AlertDispatcher:
                 except RetrainError:
                     log.exception("sweeping the alert inbox failed")
 
-    def decide(self, alert: AlertRecord) -> str:
-        """Decide one alert and record the outcome; returns its new state."""
-        catalog = self._registry.catalog
+    def _decide_queued(self, alert: AlertRecord) -> None:
+        try:
+            state = self.decide(alert, defer=True)
+        except Exception:
+            log.exception("alert %s: decision failed; it will be retried", alert.id)
+            state = "received"
+        if state in ("received", "submitted"):  # nothing left to write for this alert
+            with self._lock:
+                self._queued.discard(alert.id)
+
+    def _write_marks(self, *, force: bool) -> None:
+        """Record deferred fold/ignore decisions, yielding to requests being acknowledged.
+
+        Folding a storm writes one row per alert; doing that while the receiver is busy would
+        slow the acknowledgements it competes with, so while busy only one is written per
+        ``_BUSY_WRITE_GAP_S``; the rest wait (in memory, and as ``received`` rows on disk,
+        which a restart decides again the same way)."""
+        while self._marks:
+            if not force and self._is_busy():
+                if time.monotonic() - self._last_busy_write < _BUSY_WRITE_GAP_S:
+                    return
+                self._last_busy_write = time.monotonic()
+            alert_id, state, run_id = self._marks.popleft()
+            try:
+                with self.write_lock:
+                    self._registry.catalog.mark_alert(alert_id, state, flow_run_id=run_id)
+            except RetrainError:
+                log.exception(
+                    "alert %s: could not record %s; it will be decided again", alert_id, state
+                )
+            with self._lock:
+                self._queued.discard(alert_id)
+            time.sleep(0)  # let the event loop take the GIL between writes
+
+    def decide(self, alert: AlertRecord, *, defer: bool = False) -> str:
+        """Decide one alert and record the outcome (folds/ignores later if ``defer``)."""
         summary = self._models().get(alert.model)
         if alert.status != "firing" or summary is None or not summary.drift_trigger:
-            catalog.mark_alert(alert.id, "ignored")
-            return "ignored"
+            return self._mark(alert.id, "ignored", None, defer)
         model, now = alert.model, self._clock()
         if self._backoff.get(model, 0.0) > now:
             return "received"  # Prefect was unreachable a moment ago; the sweeper retries
@@ -228,8 +271,7 @@ class AlertDispatcher:
         if not self._covers(last, now, cooldown_s):
             last = self._last_requested(model)  # another receiver may have started one
         if last is not None and self._covers(last, now, cooldown_s):
-            catalog.mark_alert(alert.id, "folded", flow_run_id=last[1])
-            return "folded"
+            return self._mark(alert.id, "folded", last[1], defer)
         window = int(alert.received_at.timestamp() // cooldown_s)
         key = f"retrain-{model}-{window}"
         try:
@@ -241,15 +283,24 @@ class AlertDispatcher:
             log.warning("alert %s: retrain of %s not started; will retry", alert.id, model)
             return "received"
         self._last_run[model] = (now, run_id)
-        catalog.mark_alert(alert.id, "submitted", flow_run_id=run_id)
-        catalog.append_event(
-            RETRAIN_REQUESTED,
-            model=model,
-            reason=f"{alert.source} alert",
-            actor="alert-receiver",
-            payload={"flow_run_id": run_id, "alert_id": alert.id, "idempotency_key": key},
-        )
+        with self.write_lock:
+            self._registry.catalog.mark_alert(alert.id, "submitted", flow_run_id=run_id)
+            self._registry.catalog.append_event(
+                RETRAIN_REQUESTED,
+                model=model,
+                reason=f"{alert.source} alert",
+                actor="alert-receiver",
+                payload={"flow_run_id": run_id, "alert_id": alert.id, "idempotency_key": key},
+            )
         return "submitted"
+
+    def _mark(self, alert_id: int, state: str, run_id: str | None, defer: bool) -> str:
+        if defer:
+            self._marks.append((alert_id, state, run_id))
+        else:
+            with self.write_lock:
+                self._registry.catalog.mark_alert(alert_id, state, flow_run_id=run_id)
+        return state
 
     def _covers(self, last: tuple[float, str] | None, now: float, cooldown_s: float) -> bool:
         """Whether the run ``last`` absorbs a new alert: inside its cooldown, or still running."""

@@ -62,18 +62,18 @@ class _WebhookAlert(_Open):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     fingerprint: str = ""
-    startsAt: str | None = None  # noqa: N815  (the sender's field name)
+    startsAt: str | None = None
 
 
 class _Webhook(_Open):
     """Alertmanager v4 and Grafana unified alerting share this shape."""
 
     version: str = "4"
-    groupKey: str = Field(min_length=1)  # noqa: N815
+    groupKey: str = Field(min_length=1)
     status: Status
     receiver: str = ""
     alerts: list[_WebhookAlert] = Field(min_length=1)
-    commonLabels: dict[str, str] = Field(default_factory=dict)  # noqa: N815
+    commonLabels: dict[str, str] = Field(default_factory=dict)
 
 
 class _Evidently(_Open):

@@ -64,6 +64,8 @@ MAX_SIGNATURE_AGE_S = 300.0
 TIMESTAMP_HEADER = "x-retrain-timestamp"
 SIGNATURE_HEADER = "x-retrain-signature"
 log = logging.getLogger(__name__)
+# Background work waits for this long without a request before it counts as quiet.
+_QUIET_S = 0.003
 
 
 class _Refused(Exception):
@@ -96,6 +98,24 @@ class _ModelDirectory:
         return self._models
 
 
+class _Activity:
+    """Requests in flight, so background writes can wait for a quiet moment."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last = 0.0
+
+    def __enter__(self) -> None:
+        self.in_flight += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.in_flight -= 1
+        self.last = time.monotonic()
+
+    def busy(self) -> bool:
+        return self.in_flight > 0 or time.monotonic() - self.last < _QUIET_S
+
+
 def create_app(
     registry: Registry,
     launcher: RetrainLauncher,
@@ -115,7 +135,10 @@ def create_app(
     token_bytes = token.encode() if token else None
     secret_bytes = hmac_secret.encode() if hmac_secret else None
     models = _ModelDirectory(registry, models_ttl_s)
-    dispatcher = AlertDispatcher(registry, launcher, models, sweep_interval_s=sweep_interval_s)
+    activity = _Activity()
+    dispatcher = AlertDispatcher(
+        registry, launcher, models, sweep_interval_s=sweep_interval_s, is_busy=activity.busy
+    )
 
     def check_bearer(header: str) -> None:
         scheme, _, credential = header.partition(" ")
@@ -150,6 +173,10 @@ def create_app(
             ]
 
     async def receive(request: Request) -> JSONResponse:
+        with activity:
+            return await handle(request)
+
+    async def handle(request: Request) -> JSONResponse:
         source = request.path_params["source"]
         try:
             if source not in SOURCES:
@@ -239,9 +266,7 @@ def create_app_from_settings(
     from retrain.wiring import build_registry
 
     token = settings.alerts_token.get_secret_value() if settings.alerts_token else None
-    secret = (
-        settings.alerts_hmac_secret.get_secret_value() if settings.alerts_hmac_secret else None
-    )
+    secret = settings.alerts_hmac_secret.get_secret_value() if settings.alerts_hmac_secret else None
     registry = (registry_factory or build_registry)(settings)
     return create_app(registry, launcher or PrefectLauncher(), token=token, hmac_secret=secret)
 

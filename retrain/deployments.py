@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -143,7 +143,8 @@ def build_deployments(
         parameters={"model": model, "reason": "manual rollback"},
         **common,
     )
-    return [retrain, monitor, on_drift, rollback]
+    # ``to_deployment`` is typed sync-or-async; called from sync code it is the deployment.
+    return [cast("RunnerDeployment", d) for d in (retrain, monitor, on_drift, rollback)]
 
 
 def _crons(cron: Any, expression: str | None, timezone: str) -> list[Any]:
@@ -164,9 +165,7 @@ def prefect_api_url(*, timeout_s: float = 2.0) -> str | None:
     return url if response.status_code == 200 else None
 
 
-def apply_deployments(
-    spec: PipelineSpec, *, work_pool_name: str | None = None
-) -> dict[str, str]:
+def apply_deployments(spec: PipelineSpec, *, work_pool_name: str | None = None) -> dict[str, str]:
     """Create or update ``spec``'s deployments and its retrain limit; name -> deployment id."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectException

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     alerts_hmac_secret: SecretStr | None = Field(
         default=None, description="Shared secret for HMAC-SHA256 signed alerts."
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        description="Prometheus base URL for canary analysis (default: the model server's stats).",
+    )
     prefect_port: int = 4200
     mlflow_port: int = 5000
 

@@ -63,6 +63,11 @@ class DatasetSpec(_Strict):
     )
     contract: str = Field(default="loans", pattern=r"^[a-z][a-z0-9_-]*$")
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    recent: str | None = Field(
+        default=None,
+        description="Recent production data the drift monitor compares with the champion's "
+        "training data (default: source).",
+    )
 
 
 class FeatureSpec(_Strict):
@@ -102,9 +107,10 @@ class ScheduleSpec(_Strict):
         if value is None:
             return None
         # Prefect's own cron parser decides what its scheduler accepts; imported only here.
-        from prefect._vendor.croniter import croniter
+        from prefect._vendor.croniter.croniter import croniter
 
-        if len(value.split()) != 5 or not croniter.is_valid(value):
+        valid = croniter.is_valid(value)  # type: ignore[no-untyped-call]  # vendored, untyped
+        if len(value.split()) != 5 or not valid:
             raise ValueError(f"not a 5-field cron expression: {value!r} (e.g. '0 3 * * 1')")
         return value
 
@@ -141,6 +147,16 @@ class PipelineSpec(_Strict):
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     triggers: TriggerSpec = Field(default_factory=TriggerSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drift_follows_target(cls, data: Any) -> Any:
+        # Drift reports the target separately; unless told otherwise, it is the spec's target.
+        if isinstance(data, dict) and isinstance(data.get("target"), str):
+            drift = data.get("drift")
+            if drift is None or (isinstance(drift, dict) and "target" not in drift):
+                data = {**data, "drift": {**(drift or {}), "target": data["target"]}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -210,7 +226,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
 def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
     """Validate spec ``text`` (YAML or JSON); ``source`` names it in error messages."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

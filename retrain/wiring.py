@@ -8,9 +8,10 @@ from retrain.settings import Settings
 
 if TYPE_CHECKING:
     from registry.store import Registry
+    from tasks.canary_sources import MetricsSource
     from tasks.tracking import MlflowTracker
 
-__all__ = ["build_registry", "build_tracker"]
+__all__ = ["build_metrics_source", "build_registry", "build_tracker", "serving_url"]
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -37,3 +38,17 @@ def build_tracker(settings: Settings, *, experiment: str = "retrain") -> MlflowT
         artifact_location=(settings.home / "mlartifacts").resolve().as_uri(),
         strict=settings.mlflow_strict,
     )
+
+
+def serving_url(settings: Settings) -> str:
+    """Base URL of the model server the settings name."""
+    return f"http://{settings.serve_host}:{settings.serve_port}"
+
+
+def build_metrics_source(settings: Settings) -> MetricsSource:
+    """Where canary analysis reads per-version counters: Prometheus if set, else the server."""
+    from tasks.canary_sources import PrometheusSource, ServerStatsSource
+
+    if settings.prometheus_url:
+        return PrometheusSource(settings.prometheus_url)
+    return ServerStatsSource(serving_url(settings))

@@ -191,9 +191,9 @@ class ModelServer:
             accepted += 1
         return _json({"accepted": accepted, "unknown": unknown})
 
-    def stats(self, name: str) -> dict[str, Any]:
+    def stats(self, name: str, *, recent: bool = False) -> dict[str, Any]:
         """Cumulative counters of ``name`` plus what is routed now (the analysis reads this)."""
-        snapshot = self.book.snapshot(name)
+        snapshot = self.book.snapshot(name, recent=recent)
         route = self.follower.routes.get(name)
         snapshot["routing"] = {
             "champion": route.champion.version if route and route.champion else None,
@@ -249,8 +249,11 @@ def create_app(
                 return await server.predict(request, name)
             if verb == "feedback":
                 return await server.feedback(request, name)
+            if verb == "reset-latency":  # benchmarks: start a clean latency window
+                server.book.reset_recent()
+                return _json({"reset": True})
         elif verb == "stats":
-            return _json(server.stats(name))
+            return _json(server.stats(name, recent="recent" in request.query_params))
         elif not verb:
             if name not in follower.routes:
                 return _problem(404, f"model {name!r} is not served here")

@@ -139,9 +139,14 @@ class ReleaseLease:
         self.ttl_s, self.actor = ttl_s, actor
         self.holder = uuid.uuid4().hex
         self.held = False
+        self._renewed_at = float("-inf")
 
-    def renew(self) -> None:
-        """Push the expiry ``ttl_s`` into the future (call at least once per ttl)."""
+    def renew(self, *, force: bool = False) -> None:
+        """Push the expiry ``ttl_s`` into the future; writes at most every quarter ttl."""
+        now = time.monotonic()
+        if not force and now - self._renewed_at < self.ttl_s / 4:
+            return
+        self._renewed_at = now
         self.catalog.append_event(
             LEASE_EVENT,
             model=self.model,

@@ -131,13 +131,29 @@ class StatsBook:
     def __iter__(self) -> Iterator[SeriesStats]:
         return iter(list(self._series.values()))
 
-    def snapshot(self, model: str) -> dict[str, Any]:
-        """Cumulative counters of every series of ``model`` plus the bucket edges."""
+    def snapshot(self, model: str, *, recent: bool = False) -> dict[str, Any]:
+        """Cumulative counters of every series of ``model`` plus the bucket edges.
+
+        ``recent`` adds exact p50/p95/p99 of the last 20,000 latencies of each series.
+        """
+        series = []
+        for s in self:
+            if s.model != model:
+                continue
+            entry = s.as_dict()
+            if recent:
+                entry["recent_latency_s"] = _quantiles(list(s.recent_latency))
+            series.append(entry)
         return {
             "latency_edges": list(LATENCY_EDGES_S),
             "prediction_edges": list(PREDICTION_EDGES),
-            "series": [s.as_dict() for s in self if s.model == model],
+            "series": series,
         }
+
+    def reset_recent(self) -> None:
+        """Forget recent latencies (benchmarks start a clean window)."""
+        for s in self:
+            s.recent_latency.clear()
 
     def recent_latency(self, model: str, version: int | None = None) -> list[float]:
         """Recent per-request latencies in seconds (for exact percentiles in benchmarks)."""
@@ -146,6 +162,16 @@ class StatsBook:
             if s.model == model and (version is None or s.version == version):
                 out.extend(s.recent_latency)
         return out
+
+
+def _quantiles(values: list[float]) -> dict[str, float | int | None]:
+    values.sort()
+    n = len(values)
+
+    def at(q: float) -> float | None:
+        return values[min(n - 1, int(q * n))] if n else None
+
+    return {"count": n, "p50": at(0.50), "p95": at(0.95), "p99": at(0.99)}
 
 
 class FeedbackLog:

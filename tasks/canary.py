@@ -153,11 +153,12 @@ class _Release:
                 return
             self.sleep(min(0.05, self.policy.interval_s / 4))
 
-    def measure(self, start: MetricsSnapshot, step: int, weight: float) -> StepRecord:
-        """One window: snapshot, wait an interval, snapshot, judge."""
+    def measure(
+        self, start: MetricsSnapshot, before: MetricsSnapshot, step: int, weight: float
+    ) -> tuple[StepRecord, MetricsSnapshot]:
+        """One window from ``before``: wait an interval, snapshot, judge; windows abut."""
         began = time.monotonic()
-        before = self.metrics.snapshot(self.model)
-        self.sleep(self.policy.interval_s)
+        self.sleep(max(0.0, self.policy.interval_s - (began - before.taken_at)))
         after = self.metrics.snapshot(self.model)
         assert self.champion is not None
         analysis = analyse_window(
@@ -172,9 +173,9 @@ class _Release:
             analysis = StepAnalysis("failure", analysis.checks, 0, 0, [reason])
         elif self.catalog.get_alias(self.model, CANARY_ALIAS) != self.version:
             analysis = StepAnalysis("failure", [], 0, 0, ["canary alias changed outside"])
-        record = StepRecord(step, weight, analysis, time.monotonic() - began)
+        record = StepRecord(step, weight, analysis, after.taken_at - before.taken_at)
         self.record(record)
-        return record
+        return record, after
 
     def record(self, record: StepRecord) -> None:
         self.outcome.steps.append(record)
@@ -209,9 +210,10 @@ class _Release:
             )
             self.wait_applied(weight)
             inconclusive = 0
+            before = self.metrics.snapshot(self.model)
             while True:
                 self.lease.renew()
-                record = self.measure(start, number, weight)
+                record, before = self.measure(start, before, number, weight)
                 verdict = record.analysis.verdict
                 if verdict == "success":
                     break

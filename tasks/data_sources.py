@@ -13,6 +13,7 @@ file, a CSV that is not UTF-8, bytes that are not a table at all.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -120,10 +121,9 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
         raise DataSourceError(f"{name} has no rows and at most one column; not a table")
     if EVENT_TIME in frame.columns and not isinstance(frame[EVENT_TIME].dtype, pd.DatetimeTZDtype):
         # CSV has no types: event times come back as text, so restore them as UTC instants.
-        try:
+        # Unparseable times stay text: the data contract then reports the wrong type.
+        with contextlib.suppress(ValueError, TypeError):
             frame[EVENT_TIME] = pd.to_datetime(frame[EVENT_TIME], utc=True, format="ISO8601")
-        except (ValueError, TypeError):
-            pass  # leave it as text; the data contract reports the wrong type
     return frame
 
 
@@ -134,11 +134,15 @@ def _read_s3(client: Any, bucket: str, prefix: str) -> pd.DataFrame:
     try:
         keys: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(TABLE_SUFFIXES)]
+            keys += [
+                o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(TABLE_SUFFIXES)
+            ]
         if not keys:
             raise DataSourceError(f"{where} holds no .parquet or .csv objects")
         frames = [
-            read_table_bytes(client.get_object(Bucket=bucket, Key=k)["Body"].read(), f"s3://{bucket}/{k}")
+            read_table_bytes(
+                client.get_object(Bucket=bucket, Key=k)["Body"].read(), f"s3://{bucket}/{k}"
+            )
             for k in sorted(keys)
         ]
     except (BotoCoreError, ClientError) as exc:
@@ -158,10 +162,14 @@ def _simulate(source: DatasetSource) -> pd.DataFrame:
     p = source.params
     unknown = set(p) - {"scenario", "rows", "seed", "severity", "start"}
     if unknown:
-        raise DataSourceError(f"simulator source: unknown parameter(s) {', '.join(sorted(unknown))}")
+        raise DataSourceError(
+            f"simulator source: unknown parameter(s) {', '.join(sorted(unknown))}"
+        )
     scenario = p.get("scenario", "stable")
     if scenario not in SCENARIOS:
-        raise DataSourceError(f"simulator scenario {scenario!r} unknown; one of {', '.join(SCENARIOS)}")
+        raise DataSourceError(
+            f"simulator scenario {scenario!r} unknown; one of {', '.join(SCENARIOS)}"
+        )
     try:
         rows, seed = int(p.get("rows", "10000")), int(p.get("seed", "0"))
         severity = float(p.get("severity", "1.0"))

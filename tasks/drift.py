@@ -40,7 +40,14 @@ if TYPE_CHECKING:
     from registry.records import ArtifactRecord
     from registry.store import Registry
 
-__all__ = ["ColumnDrift", "DriftPolicy", "DriftResult", "detect_drift", "record_drift", "sample_frame"]
+__all__ = [
+    "ColumnDrift",
+    "DriftPolicy",
+    "DriftResult",
+    "detect_drift",
+    "record_drift",
+    "sample_frame",
+]
 
 _MIN_SAMPLE = 1_001  # Evidently switches tests at 1,000 rows; stay on the large-data side
 
@@ -105,7 +112,9 @@ def detect_drift(
         raise DriftError(f"drift columns {missing} are not in the reference data")
     broken = _uncomparable(reference, current, wanted)
     features = [c for c in wanted if c not in broken]
-    extras = [c for c in (policy.target, policy.prediction) if c and _comparable(reference, current, c)]
+    extras = [
+        c for c in (policy.target, policy.prediction) if c and _comparable(reference, current, c)
+    ]
     if not features:
         raise DriftError("no feature column can be compared between reference and current data")
     ref = sample_frame(reference[features + extras], policy.sample_rows, policy.seed, 0)
@@ -164,7 +173,9 @@ def _run_evidently(
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    numeric = [c for c in features + extras if _is_numeric(ref[c]) and not _is_label(ref, c, policy)]
+    numeric = [
+        c for c in features + extras if _is_numeric(ref[c]) and not _is_label(ref, c, policy)
+    ]
     categorical = [c for c in features + extras if c not in numeric]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     preset = DataDriftPreset(
@@ -189,7 +200,9 @@ def _run_evidently(
             )
     except (ValueError, KeyError, TypeError) as exc:
         raise DriftError(f"Evidently could not compare the data: {exc}".splitlines()[0]) from exc
-    return _columns_from(snapshot.dict(), numeric), snapshot.get_html_str(as_iframe=False) if render else ""
+    return _columns_from(snapshot.dict(), numeric), snapshot.get_html_str(
+        as_iframe=False
+    ) if render else ""
 
 
 def _columns_from(report: dict[str, Any], numeric: list[str]) -> dict[str, ColumnDrift]:
@@ -217,7 +230,9 @@ def _value_drift(cls: Any, column: str, policy: DriftPolicy) -> Any:
     return cls(column=column, method=method, threshold=threshold)
 
 
-def _uncomparable(ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str]) -> dict[str, ColumnDrift]:
+def _uncomparable(
+    ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str]
+) -> dict[str, ColumnDrift]:
     out = {}
     for column in columns:
         if column not in cur.columns:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -106,8 +106,10 @@ def evaluate_candidate(
     if champion_version == candidate_version:
         champion_version = None  # a model is not compared with itself
     champion = (
-        load_bundle(registry.get_bytes, registry.catalog.get_model_version(
-            model, champion_version).bundle_digest)
+        load_bundle(
+            registry.get_bytes,
+            registry.catalog.get_model_version(model, champion_version).bundle_digest,
+        )
         if champion_version is not None
         else None
     )
@@ -123,8 +125,9 @@ def evaluate_candidate(
     if rules.floor is not None:
         ok = value >= rules.floor if spec.higher_is_better else value <= rules.floor
         bound = "at least" if spec.higher_is_better else "at most"
-        checks.append(Check("floor", bool(ok), f"{metric} {value:.4f} must be {bound} "
-                            f"{rules.floor:.4f}"))
+        checks.append(
+            Check("floor", bool(ok), f"{metric} {value:.4f} must be {bound} {rules.floor:.4f}")
+        )
     champ_metrics: dict[str, float] | None = None
     boot = None
     slices: list[SliceResult] = []
@@ -132,36 +135,65 @@ def evaluate_candidate(
         champ_pred = champion.predict(holdout)
         champ_metrics = compute_metrics(champion.task, y, champ_pred)
         boot = paired_bootstrap(
-            metric, y, cand_pred, champ_pred, resamples=rules.bootstrap_resamples,
-            confidence=rules.confidence, seed=rules.seed,
+            metric,
+            y,
+            cand_pred,
+            champ_pred,
+            resamples=rules.bootstrap_resamples,
+            confidence=rules.confidence,
+            seed=rules.seed,
         )
         ok = boot.low > -rules.max_regression
-        checks.append(Check(
-            "vs_champion", bool(ok),
-            f"{metric} difference {boot.difference:+.4f}, {rules.confidence:.0%} CI "
-            f"[{boot.low:+.4f}, {boot.high:+.4f}] must stay above {-rules.max_regression:+.4f}",
-        ))
+        checks.append(
+            Check(
+                "vs_champion",
+                bool(ok),
+                f"{metric} difference {boot.difference:+.4f}, {rules.confidence:.0%} CI "
+                f"[{boot.low:+.4f}, {boot.high:+.4f}] must stay above {-rules.max_regression:+.4f}",
+            )
+        )
         slices = _slice_results(holdout, rules, metric, y, cand_pred, champ_pred)
         bad = [s for s in slices if s.passed is False]
-        checks.append(Check(
-            "slices", not bad,
-            "no slice regressed" if not bad else "regressed on "
-            + ", ".join(f"{s.feature}={s.value} ({s.difference:+.4f})" for s in bad),
-        ))
+        checks.append(
+            Check(
+                "slices",
+                not bad,
+                "no slice regressed"
+                if not bad
+                else "regressed on "
+                + ", ".join(f"{s.feature}={s.value} ({s.difference:+.4f})" for s in bad),
+            )
+        )
     latency = None
     if rules.latency_p95_ms is not None:
         latency = _latency_p95_ms(candidate, holdout, rules.latency_samples, rules.seed)
-        checks.append(Check("latency", latency <= rules.latency_p95_ms,
-                            f"p95 {latency:.2f} ms must be within {rules.latency_p95_ms:.2f} ms"))
+        checks.append(
+            Check(
+                "latency",
+                latency <= rules.latency_p95_ms,
+                f"p95 {latency:.2f} ms must be within {rules.latency_p95_ms:.2f} ms",
+            )
+        )
     decision = GateDecision(
-        model=model, candidate_version=candidate_version, champion_version=champion_version,
-        candidate_digest=candidate.digest, holdout_digest=digest, holdout_rows=len(holdout),
-        task=candidate.task, metric=metric, higher_is_better=spec.higher_is_better,
-        candidate_metrics=cand_metrics, champion_metrics=champ_metrics,
+        model=model,
+        candidate_version=candidate_version,
+        champion_version=champion_version,
+        candidate_digest=candidate.digest,
+        holdout_digest=digest,
+        holdout_rows=len(holdout),
+        task=candidate.task,
+        metric=metric,
+        higher_is_better=spec.higher_is_better,
+        candidate_metrics=cand_metrics,
+        champion_metrics=champ_metrics,
         difference=None if boot is None else boot.difference,
-        ci_low=None if boot is None else boot.low, ci_high=None if boot is None else boot.high,
-        confidence=rules.confidence, resamples=rules.bootstrap_resamples,
-        slices=tuple(slices), latency_p95_ms=latency, checks=tuple(checks),
+        ci_low=None if boot is None else boot.low,
+        ci_high=None if boot is None else boot.high,
+        confidence=rules.confidence,
+        resamples=rules.bootstrap_resamples,
+        slices=tuple(slices),
+        latency_p95_ms=latency,
+        checks=tuple(checks),
         rules=rules.model_dump(mode="json"),
     )
     if record:
@@ -178,8 +210,12 @@ def _champion_version(registry: Registry, model: str, against: str | int | None)
 
 
 def _slice_results(
-    holdout: pd.DataFrame, rules: GateRules, metric: str, y: np.ndarray,
-    cand: np.ndarray, champ: np.ndarray,
+    holdout: pd.DataFrame,
+    rules: GateRules,
+    metric: str,
+    y: np.ndarray,
+    cand: np.ndarray,
+    champ: np.ndarray,
 ) -> list[SliceResult]:
     spec = metric_spec(metric)
     out: list[SliceResult] = []
@@ -218,8 +254,11 @@ def _record(registry: Registry, decision: GateDecision, actor: str) -> GateDecis
     card = render_model_card(decision)
     card_digest = registry.put_bytes(card.encode(), media_type="text/markdown")
     name = f"{decision.model}-v{decision.candidate_version}"
-    meta = {"verdict": decision.verdict, "model": decision.model,
-            "version": decision.candidate_version}
+    meta = {
+        "verdict": decision.verdict,
+        "model": decision.model,
+        "version": decision.candidate_version,
+    }
     registry.catalog.register_artifact("model_card", name, card_digest, meta=meta)
     decision = decision.with_card(card_digest)
     payload = decision.to_dict()
@@ -231,17 +270,25 @@ def _record(registry: Registry, decision: GateDecision, actor: str) -> GateDecis
     if decision.champion_version is not None:
         versions.append(decision.champion_version)
     registry.catalog.append_event(
-        "gate.decision", model=decision.model, versions=versions, reason=decision.summary,
-        actor=actor, payload=payload,
+        "gate.decision",
+        model=decision.model,
+        versions=versions,
+        reason=decision.summary,
+        actor=actor,
+        payload=payload,
     )
     prefix = "holdout_"
     registry.catalog.update_metrics(
-        decision.model, decision.candidate_version,
+        decision.model,
+        decision.candidate_version,
         {prefix + k: v for k, v in decision.candidate_metrics.items()},
     )
     if not decision.passed:
         registry.catalog.set_status(
-            decision.model, decision.candidate_version, "rejected", reason=decision.summary,
+            decision.model,
+            decision.candidate_version,
+            "rejected",
+            reason=decision.summary,
             actor=actor,
         )
     key = artifact_key("gate", decision.model, f"v{decision.candidate_version}")

@@ -17,7 +17,7 @@ def split_holdout(
     (models are judged on the future they will serve), or a seeded random share without one."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    n_hold = int(round(len(frame) * fraction))
+    n_hold = round(len(frame) * fraction)
     if n_hold < 1 or n_hold >= len(frame):
         raise ConfigError(f"{len(frame)} rows are too few for a {fraction:.0%} holdout")
     if time_column in frame.columns:

@@ -78,7 +78,8 @@ class GateDecision:
     @property
     def summary(self) -> str:
         against = (
-            f"against v{self.champion_version}" if self.champion_version is not None
+            f"against v{self.champion_version}"
+            if self.champion_version is not None
             else "first model, absolute rules only"
         )
         return f"{self.model} v{self.candidate_version} {self.verdict} ({against}): " + (
@@ -104,8 +105,14 @@ class GateDecision:
         rows = []
         for name, value in self.candidate_metrics.items():
             champ = (self.champion_metrics or {}).get(name)
-            rows.append({"metric": name, "candidate": value, "champion": champ,
-                         "difference": None if champ is None else value - champ})
+            rows.append(
+                {
+                    "metric": name,
+                    "candidate": value,
+                    "champion": champ,
+                    "difference": None if champ is None else value - champ,
+                }
+            )
         return rows
 
 
@@ -116,8 +123,11 @@ def render_model_card(decision: GateDecision) -> str:
         f"# Model card: {d.model} v{d.candidate_version}",
         "",
         f"**Verdict: {d.verdict.upper()}**"
-        + (f" against champion v{d.champion_version}" if d.champion_version is not None
-           else " (first model: judged on absolute rules only)"),
+        + (
+            f" against champion v{d.champion_version}"
+            if d.champion_version is not None
+            else " (first model: judged on absolute rules only)"
+        ),
         "",
         "## Checks",
         "",
@@ -129,8 +139,11 @@ def render_model_card(decision: GateDecision) -> str:
         "",
         "| metric | candidate | champion | difference |",
         "|---|---|---|---|",
-        *(f"| {r['metric']} | {_num(r['candidate'])} | {_num(r['champion'])} | "
-          f"{_num(r['difference'])} |" for r in d.metric_rows()),
+        *(
+            f"| {r['metric']} | {_num(r['candidate'])} | {_num(r['champion'])} | "
+            f"{_num(r['difference'])} |"
+            for r in d.metric_rows()
+        ),
     ]
     if d.ci_low is not None and d.ci_high is not None and d.difference is not None:
         direction = "higher" if d.higher_is_better else "lower"
@@ -141,8 +154,13 @@ def render_model_card(decision: GateDecision) -> str:
             f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}].",
         ]
     if d.slices:
-        lines += ["", "## Slices", "", "| slice | rows | candidate | champion | difference | ok |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Slices",
+            "",
+            "| slice | rows | candidate | champion | difference | ok |",
+            "|---|---|---|---|---|---|",
+        ]
         lines += [
             f"| {s.feature}={s.value} | {s.rows} | {_num(s.candidate)} | {_num(s.champion)} | "
             f"{_num(s.difference)} | {'-' if s.passed is None else ('yes' if s.passed else 'no')} |"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from serving.release_state import repair_releases
 from tasks.canary import CanaryOutcome, CanaryPolicy, run_canary
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["release_candidate", "repair_model_releases", "roll_back_model"]
 
 
-@task(name="release-candidate")
+# Registries and metric sources are live clients: inputs are not hashed for caching.
+@task(name="release-candidate", cache_policy=NO_CACHE)
 def release_candidate(
     registry: Registry,
     model: str,
@@ -30,7 +32,7 @@ def release_candidate(
     return run_canary(registry, model, version, policy, metrics, actor=actor)
 
 
-@task(name="roll-back-model")
+@task(name="roll-back-model", cache_policy=NO_CACHE)
 def roll_back_model(
     registry: Registry, model: str, reason: str, to_version: int | None = None, actor: str = "flow"
 ) -> RollbackResult:
@@ -38,7 +40,7 @@ def roll_back_model(
     return rollback(registry, model, to_version, reason=reason, actor=actor)
 
 
-@task(name="repair-model-releases")
+@task(name="repair-model-releases", cache_policy=NO_CACHE)
 def repair_model_releases(registry: Registry, models: list[str] | None = None) -> list[str]:
     """Clear canaries left behind by releases that died; returns the repaired models."""
     return repair_releases(registry.catalog, models)

@@ -85,7 +85,14 @@ FEATURES_NUMERIC: Final = (
 CATEGORIES: Final[dict[str, tuple[str, ...]]] = {
     "region": ("north", "south", "east", "west", "central"),
     "employment": ("employed", "self_employed", "unemployed", "retired", "student"),
-    "purpose": ("debt_consolidation", "home_improvement", "car", "education", "medical", "business"),
+    "purpose": (
+        "debt_consolidation",
+        "home_improvement",
+        "car",
+        "education",
+        "medical",
+        "business",
+    ),
     "home_ownership": ("rent", "mortgage", "own"),
 }
 FEATURES_CATEGORICAL: Final = tuple(CATEGORIES)
@@ -100,7 +107,7 @@ _PURPOSE_P: Final = np.array([0.38, 0.18, 0.17, 0.09, 0.08, 0.10])
 _PURPOSE_P_SHIFTED: Final = np.array([0.55, 0.10, 0.10, 0.05, 0.12, 0.08])
 _OWNERSHIP_P: Final = np.array([0.40, 0.42, 0.18])
 _TERMS: Final = np.array([12, 24, 36, 48, 60], dtype=np.int64)
-# Income multipliers per employment category (employed, self-employed, unemployed, retired, student).
+# Income multipliers per employment category (in CATEGORIES["employment"] order).
 _EMPLOYMENT_INCOME: Final = np.array([1.0, 1.15, 0.35, 0.65, 0.45])
 _EMPLOYMENT_RISK: Final = np.array([0.0, 0.25, 0.9, 0.1, 0.45])
 
@@ -141,14 +148,14 @@ def simulate(
     return frame
 
 
-def _applications(
-    rng: np.random.Generator, n: int, shift: float, start: datetime
-) -> pd.DataFrame:
+def _applications(rng: np.random.Generator, n: int, shift: float, start: datetime) -> pd.DataFrame:
     """Features only; ``shift`` > 0 moves the population the way a downturn would."""
     health = rng.standard_normal(n) - 0.6 * shift  # latent financial health
     noise = rng.standard_normal((6, n))
     region = _draw(rng, n, (1 - min(shift, 1.0)) * _REGION_P + min(shift, 1.0) * _REGION_P_SHIFTED)
-    purpose = _draw(rng, n, (1 - min(shift, 1.0)) * _PURPOSE_P + min(shift, 1.0) * _PURPOSE_P_SHIFTED)
+    purpose = _draw(
+        rng, n, (1 - min(shift, 1.0)) * _PURPOSE_P + min(shift, 1.0) * _PURPOSE_P_SHIFTED
+    )
     ownership = _draw(rng, n, _OWNERSHIP_P)
     employment = _draw(rng, n, _EMPLOYMENT_P)
     age = np.clip(np.rint(41.0 + 12.0 * noise[0]), 18, 80).astype(np.int64)
@@ -227,7 +234,8 @@ def _default_probability(frame: pd.DataFrame, concept: float) -> Floats:
         - 0.12 * np.log1p(frame["savings_balance"].to_numpy() / 10_000.0)
         + 0.12 * frame["inquiries_6m"].to_numpy()
     )
-    return 1.0 / (1.0 + np.exp(-logit))
+    probability: Floats = 1.0 / (1.0 + np.exp(-logit))
+    return probability
 
 
 def _loss_given_default(rng: np.random.Generator, frame: pd.DataFrame) -> Floats:
@@ -244,7 +252,8 @@ def _loss_given_default(rng: np.random.Generator, frame: pd.DataFrame) -> Floats
         + np.array([0.0, -0.05, -0.12, 0.05, 0.08, 0.12])[purpose]
         + 0.07 * rng.standard_normal(len(frame))
     )
-    return np.round(np.clip(lgd, 0.0, 1.0), 4)
+    clipped: Floats = np.round(np.clip(lgd, 0.0, 1.0), 4)
+    return clipped
 
 
 def _poison_labels(rng: np.random.Generator, frame: pd.DataFrame, severity: float) -> None:

@@ -76,8 +76,12 @@ class MlflowTracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
             client = MlflowClient(tracking_uri=self.tracking_uri)
             exp = client.get_experiment_by_name(self.experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(
-                self.experiment, artifact_location=self.artifact_location
+            exp_id = (
+                exp.experiment_id
+                if exp
+                else client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_location
+                )
             )
             run = client.create_run(exp_id, run_name=run_name, tags=dict(tags))
             self._client, self._run_id = client, run.info.run_id

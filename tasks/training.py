@@ -109,37 +109,62 @@ def train_model(
     y = _target(frame, target, task)
     train_idx, val_idx = split_indices(len(frame), tcfg.val_fraction, tcfg.seed)
     pre = Preprocessor.fit(
-        frame.iloc[train_idx], numeric, categorical, max_categories=mcfg.max_categories,
+        frame.iloc[train_idx],
+        numeric,
+        categorical,
+        max_categories=mcfg.max_categories,
         target=y[train_idx] if task == "regression" else None,
     )
     num, cat = pre.transform(frame)
     y_fit = (y - pre.target_mean) / pre.target_std if task == "regression" else y
     digest_of_data = dataset_digest or _frame_digest(frame)
     code = code_lineage()
-    run_key = inputs_digest({
-        "dataset": digest_of_data, "target": target, "task": task, "numeric": list(numeric),
-        "categorical": list(categorical), "model": mcfg.model_dump(mode="json"),
-        "training": tcfg.model_dump(mode="json"), "code": code["code_digest"],
-    })
+    run_key = inputs_digest(
+        {
+            "dataset": digest_of_data,
+            "target": target,
+            "task": task,
+            "numeric": list(numeric),
+            "categorical": list(categorical),
+            "model": mcfg.model_dump(mode="json"),
+            "training": tcfg.model_dump(mode="json"),
+            "code": code["code_digest"],
+        }
+    )
     L.seed_everything(tcfg.seed, workers=True, verbose=False)
     net = TabularMLP(
-        n_numeric=len(pre.numeric), cardinalities=pre.cardinalities,
+        n_numeric=len(pre.numeric),
+        cardinalities=pre.cardinalities,
         embedding_dims=embedding_dims_for(
             pre.cardinalities, fixed=mcfg.embedding_dim, maximum=mcfg.max_embedding_dim
         ),
-        hidden_sizes=mcfg.hidden_sizes, dropout=mcfg.dropout, activation=mcfg.activation,
+        hidden_sizes=mcfg.hidden_sizes,
+        dropout=mcfg.dropout,
+        activation=mcfg.activation,
     )
     module = TabularModule(net, task, tcfg.learning_rate, tcfg.weight_decay)  # type: ignore[arg-type]  # task checked by _target
     datamodule = TabularDataModule(
-        num, cat, y_fit, train_index=train_idx, val_index=val_idx,
-        batch_size=tcfg.batch_size, seed=tcfg.seed,
+        num,
+        cat,
+        y_fit,
+        train_index=train_idx,
+        val_index=val_idx,
+        batch_size=tcfg.batch_size,
+        seed=tcfg.seed,
     )
     ckpt_dir = (checkpoint_root or Path(".retrain/checkpoints")) / run_key.split(":")[1][:24]
     last = ckpt_dir / "last.ckpt"
     resumed_from = last if last.exists() else None
     precision = resolve_precision(tcfg.precision, tcfg.accelerator)
-    params = {"model": model, "target": target, "task": task, "rows": len(frame),
-              "precision": precision, **mcfg.model_dump(), **tcfg.model_dump()}
+    params = {
+        "model": model,
+        "target": target,
+        "task": task,
+        "rows": len(frame),
+        "precision": precision,
+        **mcfg.model_dump(),
+        **tcfg.model_dump(),
+    }
     if tracker is not None:
         tags = {"model": model, "dataset_digest": digest_of_data, "inputs_digest": run_key}
         tracker.start(f"{model}-train", params, tags)
@@ -149,7 +174,10 @@ def train_model(
         EarlyStopping("val_loss", patience=tcfg.patience, mode="min"),
         # Lightning writes last.ckpt only alongside a top-k save, hence the best one is kept too.
         ModelCheckpoint(
-            dirpath=ckpt_dir, monitor="val_loss", save_top_k=1, save_last=True,
+            dirpath=ckpt_dir,
+            monitor="val_loss",
+            save_top_k=1,
+            save_last=True,
             enable_version_counter=False,
         ),
         best,
@@ -159,18 +187,32 @@ def train_model(
         *callbacks,
     ]
     trainer = L.Trainer(
-        accelerator=tcfg.accelerator, devices=tcfg.devices, strategy=tcfg.strategy,
+        accelerator=tcfg.accelerator,
+        devices=tcfg.devices,
+        strategy=tcfg.strategy,
         precision=precision,  # type: ignore[arg-type]  # validated by TrainingConfig
-        max_epochs=tcfg.max_epochs, deterministic="warn", callbacks=cbs, logger=False,
-        enable_progress_bar=progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=tcfg.max_epochs,
+        deterministic="warn",
+        callbacks=cbs,
+        logger=False,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         default_root_dir=ckpt_dir,
     )
+    threads = torch.get_num_threads()
+    if tcfg.cpu_threads is not None:
+        torch.set_num_threads(tcfg.cpu_threads)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resumed_from) if resumed_from else None)
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=str(resumed_from) if resumed_from else None
+        )
     except BaseException:
         if tracker is not None:
             tracker.finish("FAILED")
         raise
+    finally:
+        torch.set_num_threads(threads)
     if best.weights is None:
         raise TrainingError("training produced no validation loss; check the data and settings")
     net.load_state_dict(best.weights)
@@ -178,34 +220,58 @@ def train_model(
     metrics = _validation_metrics(net, task, num[val_idx], cat[val_idx], y[val_idx], pre)
     metrics["val_loss"] = best.best
     manifest_lineage = {
-        "dataset_digest": digest_of_data, "inputs_digest": run_key, "seed": tcfg.seed,
-        "hyperparameters": {"model": mcfg.model_dump(mode="json"),
-                            "training": tcfg.model_dump(mode="json")},
-        "device": str(trainer.strategy.root_device.type), "precision": precision,
-        **code, **dict(lineage or {}),
+        "dataset_digest": digest_of_data,
+        "inputs_digest": run_key,
+        "seed": tcfg.seed,
+        "hyperparameters": {
+            "model": mcfg.model_dump(mode="json"),
+            "training": tcfg.model_dump(mode="json"),
+        },
+        "device": str(trainer.strategy.root_device.type),
+        "precision": precision,
+        **code,
+        **dict(lineage or {}),
     }
     encoded = encode_bundle(
-        net, architecture=net.architecture, preprocessor=pre, task=task, target=target,
-        metrics=metrics, lineage=manifest_lineage,
+        net,
+        architecture=net.architecture,
+        preprocessor=pre,
+        task=task,
+        target=target,
+        metrics=metrics,
+        lineage=manifest_lineage,
     )
     digest = save_bundle(registry.put_bytes, encoded)
     run_id = tracker.run_id if tracker is not None else None
     record = registry.catalog.register_model_version(
-        model, digest, metrics=metrics, status="candidate", actor=actor,
+        model,
+        digest,
+        metrics=metrics,
+        status="candidate",
+        actor=actor,
         reason=f"trained on {digest_of_data}",
         lineage={**manifest_lineage, **dict(run_info or {}), "mlflow_run_id": run_id},
     )
     if tracker is not None:
-        tracker.log_metrics({f"final_{k}": v for k, v in metrics.items()}, step=trainer.current_epoch)
+        tracker.log_metrics(
+            {f"final_{k}": v for k, v in metrics.items()}, step=trainer.current_epoch
+        )
         tracker.set_tags({"bundle_digest": digest, "registry_version": str(record.version)})
         tracker.log_text(encoded.manifest.decode(), "bundle_manifest.json")
         tracker.finish("FINISHED")
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: a rerun must not resume a done run
     return TrainResult(
-        model=model, version=record.version, bundle_digest=digest, metrics=metrics,
-        lineage=dict(record.lineage), epochs=trainer.current_epoch, best_epoch=best.best_epoch,
-        resumed_from=resumed_from, mlflow_run_id=run_id,
-        duration_s=time.perf_counter() - started, rows=len(frame),
+        model=model,
+        version=record.version,
+        bundle_digest=digest,
+        metrics=metrics,
+        lineage=dict(record.lineage),
+        epochs=trainer.current_epoch,
+        best_epoch=best.best_epoch,
+        resumed_from=resumed_from,
+        mlflow_run_id=run_id,
+        duration_s=time.perf_counter() - started,
+        rows=len(frame),
     )
 
 
@@ -217,7 +283,7 @@ def _target(frame: pd.DataFrame, target: str, task: str) -> np.ndarray:
     if len(frame) < 10:
         raise TrainingError(f"training data has {len(frame)} rows; at least 10 are needed")
     try:
-        y = frame[target].to_numpy(dtype=np.float64)
+        y: np.ndarray = frame[target].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"target {target!r} must be numeric") from exc
     if not np.isfinite(y).all():
@@ -236,7 +302,9 @@ def _validation_metrics(
 
     with torch.inference_mode():
         raw = net(torch.from_numpy(num), torch.from_numpy(cat)).double().numpy()
-    pred = 1.0 / (1.0 + np.exp(-raw)) if task == "binary" else raw * pre.target_std + pre.target_mean
+    pred = (
+        1.0 / (1.0 + np.exp(-raw)) if task == "binary" else raw * pre.target_std + pre.target_mean
+    )
     return {f"val_{k}": v for k, v in compute_metrics(task, y, pred).items()}
 
 

@@ -43,10 +43,21 @@ def train_candidate(
 ) -> TrainResult:
     """Train on the snapshot and register the result as a ``candidate`` version."""
     return train_model(
-        registry, data, model=model, target=target, task=task, numeric=numeric,
-        categorical=categorical, model_config=model_config, training=training,
-        dataset_digest=dataset_digest, lineage=lineage, run_info=run_info, tracker=tracker,
-        checkpoint_root=checkpoint_root, actor=actor,
+        registry,
+        data,
+        model=model,
+        target=target,
+        task=task,
+        numeric=numeric,
+        categorical=categorical,
+        model_config=model_config,
+        training=training,
+        dataset_digest=dataset_digest,
+        lineage=lineage,
+        run_info=run_info,
+        tracker=tracker,
+        checkpoint_root=checkpoint_root,
+        actor=actor,
     )
 
 
@@ -64,6 +75,12 @@ def evaluate_candidate_task(
 ) -> GateDecision:
     """Gate the candidate against the champion on the frozen holdout; the decision is recorded."""
     return evaluate_candidate(
-        registry, model, candidate_version, holdout, rules, against=against,
-        holdout_digest=holdout_digest, actor=actor,
+        registry,
+        model,
+        candidate_version,
+        holdout,
+        rules,
+        against=against,
+        holdout_digest=holdout_digest,
+        actor=actor,
     )

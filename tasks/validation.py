@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -111,9 +111,7 @@ def validate_frame(
         check_from_gx(by_key[_key(e.expectation_type, e.configuration.kwargs)], columns)
         for e in gx_suite.expectations
     ]
-    result = ValidationResult(
-        contract=str(suite["name"]), rows=len(frame), checks=tuple(checks)
-    )
+    result = ValidationResult(contract=str(suite["name"]), rows=len(frame), checks=tuple(checks))
     if raise_on_failure and not result.success:
         raise DataValidationError(result.summary(), result)
     return result
@@ -124,8 +122,13 @@ def record_validation(
 ) -> ArtifactRecord:
     """Store ``result`` as a ``validation`` artifact and show it as a Prefect table."""
     digest = registry.put_bytes(result.to_json(), media_type="application/json")
-    meta = {"contract": result.contract, "success": result.success, "rows": result.rows,
-            "failed": len(result.failures), "dataset_digest": dataset_digest}
+    meta = {
+        "contract": result.contract,
+        "success": result.success,
+        "rows": result.rows,
+        "failed": len(result.failures),
+        "dataset_digest": dataset_digest,
+    }
     record = registry.catalog.register_artifact("validation", name, digest, meta=meta)
     verdict = "passed" if result.success else "FAILED"
     publish_table(
@@ -223,7 +226,7 @@ def _register_dtype_expectation() -> None:
         return
     from great_expectations.expectations.expectation import BatchExpectation
 
-    class ExpectColumnDtypeToBeIn(BatchExpectation):  # type: ignore[misc]  # GX is untyped
+    class ExpectColumnDtypeToBeIn(BatchExpectation):
         """The column exists and its dtype family is one of ``dtypes``."""
 
         column: str

@@ -68,7 +68,8 @@ class ValidationResult:
         """One line: the verdict and each failed expectation with its counts."""
         failed = self.failures
         if not failed:
-            return f"contract {self.contract}: all {len(self.checks)} checks passed on {self.rows} rows"
+            total = len(self.checks)
+            return f"contract {self.contract}: all {total} checks passed on {self.rows} rows"
         parts = [f"{c.label} {c.describe()}" for c in failed[:limit]]
         more = f"; and {len(failed) - limit} more" if len(failed) > limit else ""
         return (
@@ -113,7 +114,7 @@ def check_from_gx(gx_result: Any, columns: Set[str]) -> CheckResult:
     base: dict[str, Any] = {
         "expectation": str(config.type),
         "column": str(column) if column is not None else None,
-        "observed": None if observed is None else _text(observed),
+        "observed": _text(observed),
         "element_count": res.get("element_count"),
         "unexpected_count": res.get("unexpected_count"),
         "unexpected_percent": res.get("unexpected_percent"),
@@ -164,7 +165,11 @@ def _exception_message(info: Any) -> str:
     return ""
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple | set):
+        return f"{len(value)} columns" if all(isinstance(v, str) for v in value) else str(value)
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)

@@ -57,7 +57,8 @@ _POSTGRES_URLS = (
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[Callable[[], str]]:
-    """Makes fresh, uniquely named PostgreSQL databases (URL per call), dropped after the session.
+    """Makes fresh PostgreSQL catalogs (a URL per call) in a uniquely named database that is
+    dropped after the session.
 
     Uses RETRAIN_TEST_POSTGRES_URL or the server on 127.0.0.1:5432; skips (with the reason
     printed by ``-ra``) only when no server is reachable.
@@ -88,26 +89,36 @@ def postgres_database() -> Iterator[Callable[[], str]]:
             engine.dispose()
     if admin is None:
         pytest.skip("no PostgreSQL server reachable: " + "; ".join(reasons))
-    session_tag = uuid.uuid4().hex[:8]
-    created: list[str] = []
+    # One database per test session; each test gets its own schema in it (fast to make and
+    # drop), selected through the connection's search_path.
+    name = f"retrain_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    database = base.set(database=name)
+    schemas = create_engine(database, isolation_level="AUTOCOMMIT")
+    made = 0
 
     def make() -> str:
-        name = f"retrain_test_{session_tag}_{len(created)}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return base.set(database=name).render_as_string(hide_password=False)
+        nonlocal made
+        made += 1
+        schema = f"test_{made}"
+        with schemas.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = database.update_query_dict({"options": f"-csearch_path={schema}"})
+        return url.render_as_string(hide_password=False)
 
-    yield make
-    with admin.connect() as conn:
-        for name in created:
+    try:
+        yield make
+    finally:
+        schemas.dispose()
+        with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        admin.dispose()
 
 
 @pytest.fixture
 def postgres_url(postgres_database: Callable[[], str]) -> str:
-    """The URL of a fresh, empty PostgreSQL database for one test."""
+    """The URL of a fresh, empty PostgreSQL schema (in this session's database) for one test."""
     return postgres_database()
 
 

@@ -38,7 +38,9 @@ def _load(source: str) -> pd.DataFrame:
 
 @app.command("validate")
 def validate(
-    contract: Annotated[str, typer.Argument(help="Contract name (expectations/NAME.json) or path.")],
+    contract: Annotated[
+        str, typer.Argument(help="Contract name (expectations/NAME.json) or path.")
+    ],
     data: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
     show_all: Annotated[bool, typer.Option("--all", help="List passing checks too.")] = False,
     record: Annotated[
@@ -146,4 +148,4 @@ def snapshot(
     frame = _load(data)
     with open_registry() as registry, console.status(f"storing {len(frame)} rows ..."):
         snap = take_snapshot(registry, name, frame)
-    console.print(f"{snap.name} {snap.digest} rows={snap.rows}", highlight=False)
+    console.print(f"{snap.name} {snap.digest} rows={snap.rows}", highlight=False, soft_wrap=True)

@@ -50,9 +50,7 @@ def register(
         return
     api = prefect_api_url()
     if api is None:
-        console.print(
-            f"No Prefect API reachable: `retrain up` will serve {', '.join(all_names)}."
-        )
+        console.print(f"No Prefect API reachable: `retrain up` will serve {', '.join(all_names)}.")
         return
     ids = apply_deployments(loaded, work_pool_name=work_pool)
     rows = [{"deployment": name, "id": ids.get(name)} for name in all_names]

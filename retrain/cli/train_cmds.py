@@ -59,21 +59,31 @@ def train(
         raise ConfigError("no DATA given and the config names no dataset source")
     cfg = settings()
     frame = load_frame(source, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
-    training = plan.training if epochs is None else plan.training.model_copy(
-        update={"max_epochs": epochs})
+    training = (
+        plan.training if epochs is None else plan.training.model_copy(update={"max_epochs": epochs})
+    )
     registry = open_registry()
     try:
         train_frame, holdout = split_holdout(frame, plan.holdout_fraction, seed=training.seed)
         train_snap = take_snapshot(registry, f"{plan.name}-train", train_frame)
         hold_snap = take_snapshot(registry, f"{plan.name}-holdout", holdout)
         result = train_model(
-            registry, train_frame, model=plan.name, target=plan.target, task=plan.task,
-            numeric=plan.numeric, categorical=plan.categorical, model_config=plan.model,
-            training=training, dataset_digest=train_snap.digest,
+            registry,
+            train_frame,
+            model=plan.name,
+            target=plan.target,
+            task=plan.task,
+            numeric=plan.numeric,
+            categorical=plan.categorical,
+            model_config=plan.model,
+            training=training,
+            dataset_digest=train_snap.digest,
             lineage={"spec_digest": plan.spec_digest, "holdout_digest": hold_snap.digest},
             run_info={"gate_rules": plan.gate.model_dump(mode="json"), "trigger": "cli"},
-            tracker=build_tracker(cfg), checkpoint_root=cfg.home / "checkpoints",
-            progress_bar=True, actor="cli",
+            tracker=build_tracker(cfg),
+            checkpoint_root=cfg.home / "checkpoints",
+            progress_bar=True,
+            actor="cli",
         )
     finally:
         registry.close()
@@ -131,7 +141,13 @@ def evaluate(
             raise ConfigError(f"{model} v{version} has no frozen holdout; pass --holdout DATA")
         with console.status(f"evaluating {model} v{version} against {against}"):
             decision = evaluate_candidate(
-                registry, model, version, data, rules, against=against, holdout_digest=digest,
+                registry,
+                model,
+                version,
+                data,
+                rules,
+                against=against,
+                holdout_digest=digest,
                 actor="cli",
             )
     finally:
@@ -142,17 +158,27 @@ def evaluate(
 
 
 def _print_decision(decision: GateDecision) -> None:
-    console.print(render_table(f"gate: {decision.model} v{decision.candidate_version}",
-                               decision.check_rows()))
+    console.print(
+        render_table(f"gate: {decision.model} v{decision.candidate_version}", decision.check_rows())
+    )
     console.print(render_table("holdout metrics", decision.metric_rows()))
     if decision.slices:
-        rows = [{"slice": f"{s.feature}={s.value}", "rows": s.rows, "candidate": s.candidate,
-                 "champion": s.champion, "difference": s.difference, "ok": s.passed}
-                for s in decision.slices]
+        rows = [
+            {
+                "slice": f"{s.feature}={s.value}",
+                "rows": s.rows,
+                "candidate": s.candidate,
+                "champion": s.champion,
+                "difference": s.difference,
+                "ok": s.passed,
+            }
+            for s in decision.slices
+        ]
         console.print(render_table("slices", rows))
     colour = "green" if decision.passed else "red"
-    console.print(f"[bold {colour}]{decision.verdict.upper()}[/] {decision.summary}",
-                  highlight=False)
+    console.print(
+        f"[bold {colour}]{decision.verdict.upper()}[/] {decision.summary}", highlight=False
+    )
     if decision.card_digest:
         console.print(f"model card: {decision.card_digest}")
 
@@ -165,9 +191,17 @@ def _load_plan(path: Path) -> _Plan:
 
         spec = load_spec(path)
         return _Plan(
-            spec.name, spec.dataset.source, spec.target, spec.task, spec.features.numeric,
-            spec.features.categorical, spec.model, spec.training, spec.gate,
-            spec.dataset.holdout_fraction, spec.digest,
+            spec.name,
+            spec.dataset.source,
+            spec.target,
+            spec.task,
+            spec.features.numeric,
+            spec.features.categorical,
+            spec.model,
+            spec.training,
+            spec.gate,
+            spec.dataset.holdout_fraction,
+            spec.digest,
         )
     return _plan_from_config(path, data)
 
@@ -183,7 +217,9 @@ def _read(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot be read ({exc.strerror})") from exc
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config {path.name}: not valid YAML/TOML: {exc}".splitlines()[0]) from exc
+        raise ConfigError(
+            f"config {path.name}: not valid YAML/TOML: {exc}".splitlines()[0]
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path.name}: expected a mapping of fields at the top")
     return data
@@ -198,8 +234,17 @@ def _plan_from_config(path: Path, data: dict[str, Any]) -> _Plan:
     from models.config import ModelConfig, TrainingConfig
     from tasks.gate import GateRules
 
-    known = {"name", "source", "target", "task", "features", "model", "training", "gate",
-             "holdout_fraction"}
+    known = {
+        "name",
+        "source",
+        "target",
+        "task",
+        "features",
+        "model",
+        "training",
+        "gate",
+        "holdout_fraction",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"config {path.name}: unknown field(s) {', '.join(unknown)}")
@@ -208,15 +253,22 @@ def _plan_from_config(path: Path, data: dict[str, Any]) -> _Plan:
         task = str(data["task"])
         if task not in ("binary", "regression"):
             raise ConfigError(f"config {path.name}: task must be binary or regression")
-        digest = "sha256:" + hashlib.sha256(
-            json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        digest = (
+            "sha256:"
+            + hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+        )
         return _Plan(
-            str(data.get("name", path.stem)), data.get("source"), str(data["target"]), task,
-            list(features.get("numeric", [])), list(features.get("categorical", [])),
+            str(data.get("name", path.stem)),
+            data.get("source"),
+            str(data["target"]),
+            task,
+            list(features.get("numeric", [])),
+            list(features.get("categorical", [])),
             ModelConfig.model_validate(data.get("model", {})),
             TrainingConfig.model_validate(data.get("training", {})),
             GateRules.model_validate(data.get("gate", {})),
-            float(data.get("holdout_fraction", 0.2)), digest,
+            float(data.get("holdout_fraction", 0.2)),
+            digest,
         )
     except KeyError as exc:
         raise ConfigError(f"config {path.name}: required field {exc.args[0]!r} is missing") from exc

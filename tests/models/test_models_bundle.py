@@ -20,21 +20,34 @@ CATEGORICAL = ("region",)
 
 def _frame(n: int = 64, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "income": rng.normal(50_000, 10_000, n),
-        "age": rng.integers(18, 80, n),
-        "region": rng.choice(["north", "south", "east"], n),
-    })
+    return pd.DataFrame(
+        {
+            "income": rng.normal(50_000, 10_000, n),
+            "age": rng.integers(18, 80, n),
+            "region": rng.choice(["north", "south", "east"], n),
+        }
+    )
 
 
 def _encoded(seed: int = 0) -> EncodedBundle:
     torch.manual_seed(seed)
     pre = Preprocessor.fit(_frame(), NUMERIC, CATEGORICAL, max_categories=10)
-    net = TabularMLP(len(NUMERIC), pre.cardinalities,
-                     embedding_dims_for(pre.cardinalities, fixed=None, maximum=4), (8,), 0.0)
-    return encode_bundle(net, architecture=net.architecture, preprocessor=pre, task="binary",
-                         target="default", metrics={"val_roc_auc": 0.8},
-                         lineage={"dataset_digest": "sha256:" + "0" * 64, "seed": seed})
+    net = TabularMLP(
+        len(NUMERIC),
+        pre.cardinalities,
+        embedding_dims_for(pre.cardinalities, fixed=None, maximum=4),
+        (8,),
+        0.0,
+    )
+    return encode_bundle(
+        net,
+        architecture=net.architecture,
+        preprocessor=pre,
+        task="binary",
+        target="default",
+        metrics={"val_roc_auc": 0.8},
+        lineage={"dataset_digest": "sha256:" + "0" * 64, "seed": seed},
+    )
 
 
 class DictStore:

@@ -12,7 +12,6 @@ from registry.store import Registry
 from retrain.spec_store import register_spec
 from retrain.specs import DEFAULT_SPECS_DIR, PipelineSpec, TriggerSpec, load_spec
 
-
 TOKEN = "test-token"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from types import SimpleNamespace
+from uuid import UUID
 
 import pytest
 
@@ -25,7 +26,9 @@ def _flow_runs_per_model(deployment_ids: dict[str, str]) -> dict[str, int]:
     with get_client(sync_client=True) as client:
         for model, deployment_id in deployment_ids.items():
             runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+                deployment_filter=DeploymentFilter(
+                    id=DeploymentFilterId(any_=[UUID(deployment_id)])
+                )
             )
             counts[model] = len(runs)
     return counts
@@ -47,10 +50,16 @@ def test_alert_storms_create_one_prefect_flow_run_per_model(
     with TestClient(app) as client:
         repeat = kit.alertmanager_body(models[0], fingerprint="same")
         for _ in range(100):  # one alert, repeated: one run
-            assert client.post("/alerts/alertmanager", content=repeat, headers=headers).status_code == 202
+            assert (
+                client.post("/alerts/alertmanager", content=repeat, headers=headers).status_code
+                == 202
+            )
         for i in range(1000):  # a storm over ten models: at most one run each
             body = kit.alertmanager_body(models[i % 10], fingerprint=f"fp-{i}")
-            assert client.post("/alerts/alertmanager", content=body, headers=headers).status_code == 202
+            assert (
+                client.post("/alerts/alertmanager", content=body, headers=headers).status_code
+                == 202
+            )
         assert client.app.state.dispatcher.drain(timeout_s=120)  # type: ignore[attr-defined]
     assert _flow_runs_per_model(deployment_ids) == {m: 1 for m in models}
     assert registry.catalog.pending_alerts() == []

@@ -26,7 +26,9 @@ def launcher() -> RecordingLauncher:
 
 
 @pytest.fixture
-def client(registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace) -> Iterator[TestClient]:
+def client(
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> Iterator[TestClient]:
     kit.register_models(registry, ["loan-default", "churn"])
     app = create_app(registry, launcher, token=kit.token, hmac_secret=SECRET, models_ttl_s=0)
     with TestClient(app, raise_server_exceptions=False) as test_client:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from retrain.cli import app
+import retrain.cli  # noqa: F401  (attaches every command to the app)
+from retrain.cli.app import app
 from retrain.cli.common import settings
 from retrain.specs import DEFAULT_SPECS_DIR
 
@@ -72,9 +73,19 @@ def test_a_bad_spec_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
     bad.write_text(LOAN.read_text().replace("floor: 0.65", "floor: 1.5"))
     env = {**os.environ, "RETRAIN_HOME": str(tmp_path / "home")}
     done = subprocess.run(
-        [sys.executable, "-c", "from retrain.cli import main; main()", "pipelines", "register",
-         str(bad)],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            "from retrain.cli import main; main()",
+            "pipelines",
+            "register",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (

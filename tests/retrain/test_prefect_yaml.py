@@ -30,7 +30,7 @@ def test_every_deployment_loads_a_real_flow(deployment: dict[str, Any]) -> None:
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
     from prefect.flows import load_flow_from_entrypoint
 
-    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    flow: object = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
     assert isinstance(flow, Flow)
     # Default parameters must fit the flow's signature.
     flow.validate_parameters(deployment.get("parameters", {}))

@@ -53,10 +53,11 @@ def test_predict_status_health_and_metrics(register: Any, serve: Any, rows: Any)
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
         text = client.get("/metrics").text
-        assert 'retrain_predict_requests_total{model="loans",variant="champion",version="1"} 1.0' in (
-            text
-        ) or 'retrain_predict_requests_total{model="loans",version="1",variant="champion"} 1.0' in (
-            text
+        assert (
+            'retrain_predict_requests_total{model="loans",variant="champion",version="1"} 1.0'
+            in (text)
+            or 'retrain_predict_requests_total{model="loans",version="1",variant="champion"} 1.0'
+            in (text)
         )
         assert "retrain_predict_latency_seconds_bucket" in text
         assert "retrain_prediction_value_bucket" in text
@@ -177,8 +178,7 @@ def test_rollback_needs_no_blob_store_and_lands_within_a_second(
         assert (result.from_version, result.to_version) == (2, 1)
         took = _wait_for(
             lambda: all(
-                _post(client, {"instances": [r]}).json()["model_version"] == 1
-                for r in rows[0][:10]
+                _post(client, {"instances": [r]}).json()["model_version"] == 1 for r in rows[0][:10]
             ),
             timeout_s=1.0,
         )
@@ -188,9 +188,7 @@ def test_rollback_needs_no_blob_store_and_lands_within_a_second(
     assert "model.rolled_back" in kinds
 
 
-def test_feedback_labels_reach_the_answering_version(
-    register: Any, serve: Any, rows: Any
-) -> None:
+def test_feedback_labels_reach_the_answering_version(register: Any, serve: Any, rows: Any) -> None:
     register(champion=True)
     server = serve()
     with httpx.Client(base_url=server.url) as client:

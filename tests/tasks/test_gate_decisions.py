@@ -31,8 +31,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
     def train(frame: pd.DataFrame, epochs: int) -> int:
         return train_model(
-            registry, frame, model=MODEL, target=TARGET, task="binary",
-            numeric=FEATURES_NUMERIC, categorical=FEATURES_CATEGORICAL,
+            registry,
+            frame,
+            model=MODEL,
+            target=TARGET,
+            task="binary",
+            numeric=FEATURES_NUMERIC,
+            categorical=FEATURES_CATEGORICAL,
             model_config=ModelConfig(hidden_sizes=(32,)),
             training=TrainingConfig(max_epochs=epochs, batch_size=256, patience=2),
             checkpoint_root=home / "checkpoints",
@@ -51,8 +56,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
 
 def _champion(registry: Registry, version: int) -> None:
     current = registry.catalog.get_alias(MODEL, "champion")
-    registry.catalog.set_alias(MODEL, "champion", version, expected=current, reason="t",
-                               actor="test")
+    registry.catalog.set_alias(
+        MODEL, "champion", version, expected=current, reason="t", actor="test"
+    )
 
 
 def test_first_model_is_judged_on_the_floor_alone(trained: dict[str, Any]) -> None:
@@ -68,8 +74,9 @@ def test_first_model_is_judged_on_the_floor_alone(trained: dict[str, Any]) -> No
 def test_a_label_noise_poisoned_candidate_is_rejected(trained: dict[str, Any]) -> None:
     reg, v = trained["registry"], trained["versions"]
     _champion(reg, v["clean"])
-    decision = evaluate_candidate(reg, MODEL, v["poisoned"], trained["holdout"], RULES,
-                                  holdout_digest="sha256:" + "9" * 64)
+    decision = evaluate_candidate(
+        reg, MODEL, v["poisoned"], trained["holdout"], RULES, holdout_digest="sha256:" + "9" * 64
+    )
     assert decision.verdict == "fail" and decision.champion_version == v["clean"]
     assert decision.ci_high is not None and decision.ci_high < -RULES.max_regression
     assert any(r.startswith("vs_champion") for r in decision.reasons)
@@ -105,9 +112,15 @@ def test_the_interval_is_reproducible_with_a_seed(trained: dict[str, Any]) -> No
     rules = RULES.model_copy(update={"latency_p95_ms": None, "slices": []})
 
     def interval(seed: int) -> tuple[float | None, float | None]:
-        d = evaluate_candidate(reg, MODEL, v["clean"], trained["holdout"],
-                               rules.model_copy(update={"seed": seed}), against=v["weak"],
-                               record=False)
+        d = evaluate_candidate(
+            reg,
+            MODEL,
+            v["clean"],
+            trained["holdout"],
+            rules.model_copy(update={"seed": seed}),
+            against=v["weak"],
+            record=False,
+        )
         return d.ci_low, d.ci_high
 
     assert interval(3) == interval(3)
@@ -117,14 +130,21 @@ def test_the_interval_is_reproducible_with_a_seed(trained: dict[str, Any]) -> No
 def test_latency_over_budget_fails(trained: dict[str, Any]) -> None:
     reg, v = trained["registry"], trained["versions"]
     rules = RULES.model_copy(update={"latency_p95_ms": 1e-6})
-    decision = evaluate_candidate(reg, MODEL, v["clean"], trained["holdout"], rules,
-                                  against=None, record=False)
+    decision = evaluate_candidate(
+        reg, MODEL, v["clean"], trained["holdout"], rules, against=None, record=False
+    )
     assert [r.split(":")[0] for r in decision.reasons] == ["latency"]
 
 
 def test_rules_are_checked_against_the_task(trained: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rmse"):
-        evaluate_candidate(trained["registry"], MODEL, trained["versions"]["clean"],
-                           trained["holdout"], GateRules(metric="rmse"), record=False)
+        evaluate_candidate(
+            trained["registry"],
+            MODEL,
+            trained["versions"]["clean"],
+            trained["holdout"],
+            GateRules(metric="rmse"),
+            record=False,
+        )
     with pytest.raises(ValueError, match="bootstrap_resamples"):
         GateRules(bootstrap_resamples=100)

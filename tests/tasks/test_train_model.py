@@ -19,8 +19,13 @@ from models.errors import TrainingError
 from registry.store import Registry
 from retrain.settings import Settings
 from retrain.wiring import build_tracker
-from tasks.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, REGRESSION_TARGET, TARGET
-from tasks.simulator import simulate
+from tasks.simulator import (
+    FEATURES_CATEGORICAL,
+    FEATURES_NUMERIC,
+    REGRESSION_TARGET,
+    TARGET,
+    simulate,
+)
 from tasks.tracking import MlflowTracker, TrackingError
 from tasks.training import TrainResult, train_model
 
@@ -35,8 +40,13 @@ def loans() -> pd.DataFrame:
 
 def _train(registry: Registry, frame: pd.DataFrame, tmp_path: Path, **kw: Any) -> TrainResult:
     args: dict[str, Any] = dict(
-        model="loan-default", target=TARGET, task="binary", numeric=FEATURES_NUMERIC,
-        categorical=FEATURES_CATEGORICAL, model_config=SMALL, training=FAST,
+        model="loan-default",
+        target=TARGET,
+        task="binary",
+        numeric=FEATURES_NUMERIC,
+        categorical=FEATURES_CATEGORICAL,
+        model_config=SMALL,
+        training=FAST,
         checkpoint_root=tmp_path / "checkpoints",
     )
     args.update(kw)
@@ -46,8 +56,13 @@ def _train(registry: Registry, frame: pd.DataFrame, tmp_path: Path, **kw: Any) -
 def test_training_registers_a_candidate_with_its_lineage(
     registry: Registry, loans: pd.DataFrame, tmp_path: Path
 ) -> None:
-    result = _train(registry, loans, tmp_path, lineage={"spec_digest": "sha256:" + "a" * 64},
-                    run_info={"flow_run_id": "run-1"})
+    result = _train(
+        registry,
+        loans,
+        tmp_path,
+        lineage={"spec_digest": "sha256:" + "a" * 64},
+        run_info={"flow_run_id": "run-1"},
+    )
     record = registry.catalog.get_model_version("loan-default", result.version)
     assert record.status == "candidate"
     assert record.bundle_digest == result.bundle_digest
@@ -69,8 +84,7 @@ def test_same_data_and_seed_give_the_same_bundle_digest(
 ) -> None:
     first = _train(registry, loans, tmp_path)
     second = _train(registry, loans, tmp_path)
-    reseeded = _train(registry, loans, tmp_path,
-                      training=FAST.model_copy(update={"seed": 1}))
+    reseeded = _train(registry, loans, tmp_path, training=FAST.model_copy(update={"seed": 1}))
     assert first.bundle_digest == second.bundle_digest
     assert (first.version, second.version) == (1, 2)
     assert reseeded.bundle_digest != first.bundle_digest
@@ -106,8 +120,9 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(
 
 def test_regression_predicts_on_the_target_scale(registry: Registry, tmp_path: Path) -> None:
     frame = simulate(1500, seed=2)
-    result = _train(registry, frame, tmp_path, model="lgd", target=REGRESSION_TARGET,
-                    task="regression")
+    result = _train(
+        registry, frame, tmp_path, model="lgd", target=REGRESSION_TARGET, task="regression"
+    )
     assert {"val_rmse", "val_mae"} <= set(result.metrics)
     bundle = load_bundle(registry.get_bytes, result.bundle_digest)
     predictions = bundle.predict(frame.head(200))
@@ -131,8 +146,10 @@ def test_runs_are_tracked_in_mlflow(
     tracker = build_tracker(settings)
     result = _train(registry, loans, tmp_path, tracker=tracker)
     assert result.mlflow_run_id is not None
-    assert registry.catalog.get_model_version(
-        "loan-default", result.version).lineage["mlflow_run_id"] == result.mlflow_run_id
+    assert (
+        registry.catalog.get_model_version("loan-default", result.version).lineage["mlflow_run_id"]
+        == result.mlflow_run_id
+    )
     run = MlflowClient(settings.tracking_uri).get_run(result.mlflow_run_id)
     assert run.data.tags["bundle_digest"] == result.bundle_digest
     assert run.data.tags["registry_version"] == str(result.version)
@@ -160,7 +177,9 @@ def test_unreachable_mlflow_warns_and_training_goes_on(
 def test_trains_on_the_gpu_in_bf16_and_serves_on_cpu(
     registry: Registry, loans: pd.DataFrame, tmp_path: Path
 ) -> None:
-    result = _train(registry, loans, tmp_path, training=FAST.model_copy(update={"accelerator": "gpu"}))
+    result = _train(
+        registry, loans, tmp_path, training=FAST.model_copy(update={"accelerator": "gpu"})
+    )
     assert result.lineage["device"] == "cuda"
     expected = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     assert result.lineage["precision"] == expected

@@ -1,0 +1,81 @@
+"""What a pipeline remembers between runs: its frozen holdout, its reference data, its results.
+
+All of it lives in the registry (artifacts and the event log), so any process — a scheduled
+run, an alert-triggered run, the CLI — sees the same state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tasks.lineage import inputs_digest
+
+if TYPE_CHECKING:
+    from registry.store import Registry
+
+__all__ = [
+    "HOLDOUT_KIND",
+    "champion_reference",
+    "find_completed_run",
+    "freeze_holdout",
+    "frozen_holdout",
+    "record_run",
+    "run_key",
+]
+
+HOLDOUT_KIND = "holdout"
+_COMPLETED = "retrain.completed"
+
+
+def run_key(dataset_digest: str, spec_digest: str, code_digest: str) -> str:
+    """The identity of a retrain: same data, same spec, same code ⇒ same result."""
+    return inputs_digest({"dataset": dataset_digest, "spec": spec_digest, "code": code_digest})
+
+
+def find_completed_run(registry: Registry, model: str, key: str) -> dict[str, Any] | None:
+    """The summary of an earlier run with ``key`` that finished (any verdict), if any."""
+    for event in reversed(registry.catalog.events(model, kinds=[_COMPLETED])):
+        if event.payload.get("run_key") == key:
+            return dict(event.payload)
+    return None
+
+
+def record_run(
+    registry: Registry, model: str, key: str, summary: dict[str, Any], *, actor: str
+) -> None:
+    """Append the run's summary to the event log so a rerun with the same inputs reuses it."""
+    versions = [v for v in (summary.get("candidate_version"),) if isinstance(v, int)]
+    registry.catalog.append_event(
+        _COMPLETED,
+        model=model,
+        versions=versions,
+        reason=str(summary.get("outcome", "")),
+        actor=actor,
+        payload={**summary, "run_key": key},
+    )
+
+
+def frozen_holdout(registry: Registry, model: str) -> str | None:
+    """Digest of the holdout every candidate of ``model`` is judged on (None before the first)."""
+    record = registry.catalog.latest_artifact(HOLDOUT_KIND, model)
+    return record.digest if record is not None else None
+
+
+def freeze_holdout(registry: Registry, model: str, digest: str, *, version: int) -> None:
+    """Make ``digest`` the holdout from now on: rows that came with the promoted ``version``.
+
+    The holdout moves only when a model is promoted, so a poisoned batch can never grade the
+    model trained on it.
+    """
+    if frozen_holdout(registry, model) != digest:
+        registry.catalog.register_artifact(HOLDOUT_KIND, model, digest, meta={"version": version})
+
+
+def champion_reference(registry: Registry, model: str) -> tuple[int, str] | None:
+    """(champion version, digest of the data it was trained on), or None without a champion."""
+    version = registry.catalog.get_alias(model, "champion")
+    if version is None:
+        return None
+    lineage = registry.catalog.get_model_version(model, version).lineage
+    digest = lineage.get("dataset_digest")
+    return (version, str(digest)) if digest else None
