@@ -27,16 +27,21 @@ def monitor_drift(pipeline: str, source: str | None = None) -> dict[str, Any]:
             print(f"{spec.name} has no champion yet: nothing to compare with")
             return {"model": spec.name, "drifted": False, "reason": "no champion"}
         current = load_dataset(source or spec.dataset.recent or spec.dataset.source, **ctx.s3)
-        result = detect_drift_task(reg, reference[1], current, spec.drift,
-                                   name=f"{spec.name}-monitor")  # fmt: skip
+        result = detect_drift_task(
+            reg, reference[1], current, spec.drift, name=f"{spec.name}-monitor"
+        )
         report = reg.catalog.latest_artifact("drift_report", f"{spec.name}-monitor")
         event_id = None
         if result.drifted and spec.triggers.drift:
-            event_id = signal_drift_task(reg, spec.name, result,
-                                         report_digest=report.digest if report else None)  # fmt: skip
+            event_id = signal_drift_task(
+                reg, spec.name, result, report_digest=report.digest if report else None
+            )
         print(result.summary())
         return {
-            "model": spec.name, "champion": reference[0], "drifted": result.drifted,
-            "drifted_share": result.drifted_share, "columns": result.drifted_columns,
+            "model": spec.name,
+            "champion": reference[0],
+            "drifted": result.drifted,
+            "drifted_share": result.drifted_share,
+            "columns": result.drifted_columns,
             "event_id": event_id,
-        }  # fmt: skip
+        }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from time import monotonic
 from typing import Any
 
 from prefect import flow
@@ -11,7 +11,7 @@ from flows.context import flow_run_info, open_pipeline
 from tasks.artifacts import artifact_key, publish_table
 from tasks.data_tasks import detect_drift_task, load_dataset, snapshot_dataset, validate_snapshot
 from tasks.lineage import code_lineage
-from tasks.pipeline_runs import champion_reference, frozen_holdout, run_key
+from tasks.pipeline_runs import champion_reference, frozen_holdout, run_key, summarize_run
 from tasks.pipeline_tasks import (
     find_reusable_run,
     freeze_promoted_holdout,
@@ -33,18 +33,20 @@ def retrain_model(
     ``source`` overrides the spec's dataset source for this run; ``force`` retrains even when
     an earlier run had the same dataset, spec and code digests.
     """
-    started = time.perf_counter()
+    started = monotonic()
     with open_pipeline(pipeline) as ctx:
         spec, reg = ctx.spec, ctx.registry
         repair_model_releases(reg, [spec.name])
         frame = load_dataset(source or spec.dataset.source, **ctx.s3)
         snapshot = snapshot_dataset(reg, spec.name, frame)
-        validate_snapshot(reg, frame, spec.dataset.contract, name=spec.name,
-                          dataset_digest=snapshot.digest)  # fmt: skip
+        validate_snapshot(
+            reg, frame, spec.dataset.contract, name=spec.name, dataset_digest=snapshot.digest
+        )
         key = run_key(snapshot.digest, ctx.spec_digest, code_lineage()["code_digest"])
         earlier = None if force else find_reusable_run(reg, spec.name, key)
         if earlier is not None:
-            print(f"same dataset, spec and code as an earlier run: reusing v{earlier.get('candidate_version')}")
+            reused = earlier.get("candidate_version")
+            print(f"same dataset, spec and code as an earlier run: reusing v{reused}")
             return {**earlier, "reused": True}
         reference = champion_reference(reg, spec.name)
         drift = (
@@ -52,15 +54,26 @@ def retrain_model(
             if reference is not None
             else None
         )
-        training, fresh_holdout = split_snapshot(reg, spec.name, frame, spec.dataset.holdout_fraction)
+        training, fresh_holdout = split_snapshot(
+            reg, spec.name, frame, spec.dataset.holdout_fraction
+        )
         holdout = frozen_holdout(reg, spec.name) or fresh_holdout.digest
         candidate = train_candidate(
-            reg, training.digest, model=spec.name, target=spec.target, task=spec.task,
-            numeric=spec.features.numeric, categorical=spec.features.categorical,
-            model_config=spec.model, training=spec.training, dataset_digest=training.digest,
-            lineage={"spec_digest": ctx.spec_digest}, run_info=flow_run_info(trigger),
-            tracker=ctx.tracker(), checkpoint_root=ctx.checkpoints,
-        )  # fmt: skip
+            reg,
+            training.digest,
+            model=spec.name,
+            target=spec.target,
+            task=spec.task,
+            numeric=spec.features.numeric,
+            categorical=spec.features.categorical,
+            model_config=spec.model,
+            training=spec.training,
+            dataset_digest=training.digest,
+            lineage={"spec_digest": ctx.spec_digest},
+            run_info=flow_run_info(trigger),
+            tracker=ctx.tracker(),
+            checkpoint_root=ctx.checkpoints,
+        )
         decision = evaluate_candidate_task(reg, spec.name, candidate.version, holdout, spec.gate)
         release = None
         if decision.passed:
@@ -69,17 +82,9 @@ def retrain_model(
             )
             if release.promoted:
                 freeze_promoted_holdout(reg, spec.name, fresh_holdout.digest, candidate.version)
-        summary = {
-            "model": spec.name, "trigger": trigger, "dataset_digest": snapshot.digest,
-            "rows": snapshot.rows, "drift_share": None if drift is None else drift.drifted_share,
-            "drifted": None if drift is None else drift.drifted,
-            "candidate_version": candidate.version, "gate": decision.verdict,
-            "gate_reasons": list(decision.reasons),
-            "release": "not released" if release is None else release.status,
-            "release_reason": "" if release is None else release.reason,
-            "champion": reg.catalog.get_alias(spec.name, "champion"),
-            "duration_s": round(time.perf_counter() - started, 2),
-        }  # fmt: skip
+        summary = summarize_run(
+            reg, spec.name, trigger, snapshot, drift, candidate, decision, release, started
+        )
         record_retrain(reg, spec.name, key, summary)
         publish_table(artifact_key("retrain", spec.name), [summary], description="Retrain outcome")
         return summary

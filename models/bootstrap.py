@@ -16,7 +16,7 @@ from models.metrics import log_loss_rows, metric_spec
 
 __all__ = ["BootstrapResult", "paired_bootstrap"]
 
-_CHUNK_ELEMENTS = 4_000_000  # counts per chunk: ~16 MB of float32, cache-friendly
+_CHUNK_ELEMENTS = 1_000_000  # counts per chunk: 4 MB of float32; measured fastest (cache)
 
 
 @dataclass(frozen=True)

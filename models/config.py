@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Activation", "ModelConfig", "Precision", "TrainingConfig"]
+__all__ = ["Activation", "ModelConfig", "Precision", "TrainingConfig", "resolve_precision"]
 
 Activation = Literal["relu", "gelu", "silu"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
@@ -59,3 +59,13 @@ class TrainingConfig(BaseModel):
             "busy machine and gives the same bundle on any core count; None keeps torch's default."
         ),
     )
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16-mixed where the GPU supports it, else full float32."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"

@@ -1,44 +1,22 @@
-"""Blob stores behind one protocol: a local folder here, S3 in ``registry.s3store``.
-
-Blobs live under ``sha256/<2 hex>/<64 hex>``. A local write goes to a temp file in the final
-folder, is fsynced, renamed into place and the folder fsynced, so a crash leaves either the whole
-blob or nothing under its key. Every read re-hashes and refuses bytes that do not match.
+"""Blob stores behind one protocol: a local folder (``registry.localstore``) or S3
+(``registry.s3store``). Blobs live under ``sha256/<2 hex>/<64 hex>``; every read re-hashes and
+refuses bytes that do not match their digest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
-import os
-import queue
-import tempfile
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import unquote, urlparse
 
-from registry.errors import BlobNotFoundError, ConfigError, CorruptBlobError, StoreUnavailableError
-from registry.hashing import CHUNK_SIZE, blob_key, digest_bytes, digest_from_key, digest_of_hash
-from registry.records import BlobInfo
+from registry.errors import ConfigError
+from registry.localstore import LocalBlobStore
+from registry.records import BlobInfo, StoredBlob
 from registry.s3store import S3BlobStore
 
 __all__ = ["BlobStore", "LocalBlobStore", "S3BlobStore", "StoredBlob", "open_blob_store"]
-
-_TEMP_PREFIX = ".tmp-"
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    """The outcome of a put: the digest, the size, and whether these bytes were new to the store."""
-
-    digest: str
-    size: int
-    written: bool
-    store_checksum: str | None = None
 
 
 class BlobStore(Protocol):
@@ -46,7 +24,7 @@ class BlobStore(Protocol):
 
     url: str
 
-    def put_bytes(self, data: bytes) -> StoredBlob: ...
+    def put_bytes(self, data: bytes, *, fresh: bool = False) -> StoredBlob: ...
     def put_file(self, path: Path) -> StoredBlob: ...
     def put_stream(self, stream: BinaryIO) -> StoredBlob: ...
     def exists(self, digest: str) -> bool: ...
@@ -56,6 +34,7 @@ class BlobStore(Protocol):
     def check(self, digest: str) -> int: ...
     def list(self) -> Iterator[BlobInfo]: ...
     def delete(self, digest: str) -> None: ...
+    def quarantine(self, digest: str) -> None: ...
     def clean_temp(self, older_than: datetime, *, dry_run: bool) -> int: ...
     def close(self) -> None: ...
 
@@ -76,279 +55,3 @@ def open_blob_store(
     if parsed.scheme == "" and url:
         return LocalBlobStore(Path(url))
     raise ConfigError(f"unsupported blob URL {url!r}: use file:///folder or s3://bucket/prefix")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _refuse(digest: str, actual: str, where: str) -> CorruptBlobError:
-    return CorruptBlobError(
-        f"blob {digest} at {where} hashes to {actual}: it is corrupt; "
-        "re-put the original bytes or restore it from a backup"
-    )
-
-
-class _HashingWriter:
-    """Writes chunks to a file descriptor while hashing them: one pass over the bytes."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def write(self, chunk: bytes | memoryview) -> None:
-        self.hasher.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.size += len(chunk)
-
-
-class LocalBlobStore:
-    """Blobs as files under a root folder (created on the first write)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.expanduser().resolve()
-        self.url = self.root.as_uri()
-
-    def path_of(self, digest: str) -> Path:
-        """Where the blob with this digest lives (whether or not it exists)."""
-        return self.root / blob_key(digest)
-
-    # -- writing -----------------------------------------------------------------------------
-    def put_bytes(self, data: bytes) -> StoredBlob:
-        # Bytes already in memory are hashed before anything is written, so bytes that are
-        # stored already cost one hash and no copy; new bytes are then written once and synced.
-        view = memoryview(data).cast("B")
-        digest = digest_bytes(view)
-        final = self.path_of(digest)
-        if final.exists():
-            return StoredBlob(digest, len(view), written=False)
-        with self._temp_in(final.parent) as (fd, temp):
-            _write_all(fd, view)
-            self._commit(fd, temp, final)
-        return StoredBlob(digest, len(view), written=True)
-
-    def put_file(self, path: Path) -> StoredBlob:
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path") from exc
-        with handle:
-            return self.put_stream(handle)
-
-    def put_stream(self, stream: BinaryIO) -> StoredBlob:
-        # The digest is unknown until the end, so the bytes are hashed as they are written to a
-        # temp file in the shard folder; the rename only happens once the hash is known.
-        staging = self.root / "sha256"
-        with self._temp_in(staging) as (fd, temp):
-            writer = _HashingWriter(fd)
-            while chunk := stream.read(CHUNK_SIZE):
-                writer.write(chunk)
-            digest = digest_of_hash(writer.hasher)
-            final = self.path_of(digest)
-            if final.exists():
-                return StoredBlob(digest, writer.size, written=False)
-            self._mkdir(final.parent)
-            self._commit(fd, temp, final)
-        return StoredBlob(digest, writer.size, written=True)
-
-    @contextlib.contextmanager
-    def _temp_in(self, folder: Path) -> Iterator[tuple[int, Path]]:
-        try:
-            self._mkdir(folder)
-            fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=folder)
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
-        temp = Path(name)
-        try:
-            yield fd, temp
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-
-    def _commit(self, fd: int, temp: Path, final: Path) -> None:
-        os.fsync(fd)
-        os.replace(temp, final)
-        _fsync_dir(final.parent)
-
-    def _mkdir(self, folder: Path) -> None:
-        if folder.is_dir():
-            return
-        self._mkdir(folder.parent)
-        with contextlib.suppress(FileExistsError):
-            folder.mkdir()
-            _fsync_dir(folder.parent)
-
-    def _unavailable(self, exc: OSError) -> StoreUnavailableError:
-        return StoreUnavailableError(
-            f"cannot write to the blob folder {self.root}: {exc.strerror}; "
-            "check its permissions and free space, or set RETRAIN_BLOB_URL"
-        )
-
-    # -- reading -----------------------------------------------------------------------------
-    def exists(self, digest: str) -> bool:
-        return self.path_of(digest).is_file()
-
-    def stat(self, digest: str) -> BlobInfo | None:
-        try:
-            st = self.path_of(digest).stat()
-        except FileNotFoundError:
-            return None
-        return BlobInfo(digest, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
-
-    def _open(self, digest: str) -> BinaryIO:
-        path = self.path_of(digest)
-        try:
-            return path.open("rb")
-        except FileNotFoundError as exc:
-            raise BlobNotFoundError(
-                f"no blob {digest} in {self.root}: check the digest with `retrain registry ls`"
-            ) from exc
-        except OSError as exc:
-            raise StoreUnavailableError(
-                f"cannot read blob {digest} in {self.root}: {exc.strerror}; check permissions"
-            ) from exc
-
-    def get_bytes(self, digest: str) -> bytes:
-        with self._open(digest) as handle:
-            size = os.fstat(handle.fileno()).st_size
-            # Read straight into the buffer of a BytesIO sized to the blob: its getvalue() then
-            # hands that buffer out as the bytes object without another copy, and the bytes
-            # hashed are exactly the bytes returned.
-            buffer = io.BytesIO()
-            if size:
-                buffer.seek(size - 1)
-                buffer.write(b"\0")
-            with buffer.getbuffer() as target:
-                hasher, got = _read_hashing(handle, target)
-        actual = digest_of_hash(hasher)
-        if actual != digest or got != size:
-            raise _refuse(digest, actual, str(self.path_of(digest)))
-        return buffer.getvalue()
-
-    def get_to_file(self, digest: str, path: Path) -> None:
-        path = path.expanduser().resolve()
-        with self._open(digest) as source:
-            try:
-                fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
-            except OSError as exc:
-                raise ConfigError(f"cannot write into {path.parent}: {exc.strerror}") from exc
-            temp = Path(name)
-            try:
-                writer = _HashingWriter(fd)
-                while chunk := source.read(CHUNK_SIZE):
-                    writer.write(chunk)
-                actual = digest_of_hash(writer.hasher)
-                if actual != digest:
-                    raise _refuse(digest, actual, str(self.path_of(digest)))
-                os.close(fd)
-                fd = -1
-                os.replace(temp, path)
-            finally:
-                if fd >= 0:
-                    os.close(fd)
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
-
-    def check(self, digest: str) -> int:
-        hasher = hashlib.sha256()
-        size = 0
-        with self._open(digest) as handle:
-            while chunk := handle.read(CHUNK_SIZE):
-                hasher.update(chunk)
-                size += len(chunk)
-        actual = digest_of_hash(hasher)
-        if actual != digest:
-            raise _refuse(digest, actual, str(self.path_of(digest)))
-        return size
-
-    def list(self) -> Iterator[BlobInfo]:
-        shard_root = self.root / "sha256"
-        if not shard_root.is_dir():
-            return
-        for shard in sorted(shard_root.iterdir()):
-            if not shard.is_dir():
-                continue
-            for entry in sorted(shard.iterdir()):
-                digest = digest_from_key(f"sha256/{shard.name}/{entry.name}")
-                if digest is None:
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    st = entry.stat()
-                    yield BlobInfo(digest, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
-
-    # -- removing ----------------------------------------------------------------------------
-    def delete(self, digest: str) -> None:
-        path = self.path_of(digest)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            _fsync_dir(path.parent)
-
-    def clean_temp(self, older_than: datetime, *, dry_run: bool) -> int:
-        """Remove temp files left by killed writers, if older than ``older_than``."""
-        shard_root = self.root / "sha256"
-        if not shard_root.is_dir():
-            return 0
-        cutoff = older_than.timestamp()
-        found = 0
-        for temp in shard_root.glob(f"**/{_TEMP_PREFIX}*"):
-            with contextlib.suppress(FileNotFoundError):
-                if temp.stat().st_mtime <= cutoff:
-                    found += 1
-                    if not dry_run:
-                        temp.unlink()
-        return found
-
-    def close(self) -> None:
-        """Nothing to release for a folder."""
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    for start in range(0, len(view), CHUNK_SIZE):
-        chunk = view[start : start + CHUNK_SIZE]
-        while chunk:
-            chunk = chunk[os.write(fd, chunk) :]
-
-
-def _read_hashing(handle: BinaryIO, target: memoryview) -> tuple[hashlib._Hash, int]:
-    """Fill ``target`` from ``handle`` while a second thread hashes what has arrived.
-
-    Reading and hashing both release the GIL, so on two cores a verified read costs about one
-    hash rather than a read plus a hash. Returns the hasher and the number of bytes read.
-    """
-    hasher = hashlib.sha256()
-    reader: Any = handle  # BinaryIO does not declare readinto; real files have it
-    if len(target) <= 2 * CHUNK_SIZE:
-        got = reader.readinto(target) or 0
-        hasher.update(target[:got])
-        return hasher, got
-    ready: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
-
-    def consume() -> None:
-        while (chunk := ready.get()) is not None:
-            hasher.update(chunk)
-
-    worker = threading.Thread(target=consume, name="blob-hash", daemon=True)
-    worker.start()
-    offset = 0
-    try:
-        while offset < len(target):
-            got = reader.readinto(target[offset : offset + CHUNK_SIZE])
-            if not got:
-                break
-            ready.put(target[offset : offset + got])
-            offset += got
-    finally:
-        ready.put(None)
-        worker.join()
-    return hasher, offset

@@ -8,15 +8,16 @@ the version row, so they are gap-free (a rolled-back registration takes its numb
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import CursorResult, Table, delete, insert, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry.aliases import AliasMixin
 from registry.database import create_catalog_engine, ensure_schema, jsonable
-from registry.errors import AliasConflictError, BlobNotFoundError, ConfigError, NotFoundError
+from registry.errors import BlobNotFoundError, ConfigError, NotFoundError
 from registry.hashing import parse_digest
 from registry.inbox import InboxMixin
 from registry.numbering import NewVersion, allocate_version
@@ -24,33 +25,21 @@ from registry.records import (
     MODEL_STATUSES,
     BlobRecord,
     DatasetRecord,
-    EventRecord,
     ModelVersionRecord,
 )
 from registry.schema import (
-    AliasRow,
     BlobRow,
     DatasetRow,
-    EventRow,
     ModelRow,
     ModelVersionRow,
     utcnow,
 )
-from registry.transactions import dataset_record, event_record, version_record
+from registry.transactions import check_name, dataset_record, version_record
 
 __all__ = ["GC_LOCK_KEY", "Catalog"]
 
-_VERSIONS = cast(Table, ModelVersionRow.__table__)
-_EVENTS = cast(Table, EventRow.__table__)
-
 # Blob-row inserts take this advisory lock shared, garbage collection takes it exclusive.
 GC_LOCK_KEY = 0x5265_7472_6169_6E02
-
-
-def _name(kind: str, value: str) -> str:
-    if not value or len(value) > 200 or value != value.strip():
-        raise ConfigError(f"{kind} name {value!r} must be 1-200 characters without outer spaces")
-    return value
 
 
 def _metrics(values: Mapping[str, float]) -> dict[str, float | None]:
@@ -58,7 +47,7 @@ def _metrics(values: Mapping[str, float]) -> dict[str, float | None]:
     return {str(k): (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
 
 
-class Catalog(InboxMixin):
+class Catalog(AliasMixin, InboxMixin):
     """The registry's SQL catalog on SQLite or PostgreSQL."""
 
     @classmethod
@@ -111,6 +100,11 @@ class Catalog(InboxMixin):
         row = self._read(lambda s: s.get(BlobRow, digest))
         return None if row is None else _blob_record(row)
 
+    def has_blob_of_size(self, size: int) -> bool:
+        """Whether any catalogued blob is exactly ``size`` bytes long."""
+        query = select(BlobRow.digest).where(BlobRow.size == size).limit(1)
+        return self._read(lambda s: s.scalars(query).first()) is not None
+
     def list_blobs(self) -> list[BlobRecord]:
         """Every catalogued blob, oldest first."""
         rows = self._read(lambda s: s.scalars(select(BlobRow).order_by(BlobRow.created_at)).all())
@@ -138,7 +132,7 @@ class Catalog(InboxMixin):
         self, name: str, digest: str, rows: int, schema: Mapping[str, str]
     ) -> DatasetRecord:
         """Record a dataset snapshot; registering the same (name, digest) again returns it."""
-        name = _name("dataset", name)
+        name = check_name("dataset", name)
 
         def op(s: Session) -> DatasetRow:
             checked = self._require_blob(s, digest)
@@ -188,7 +182,7 @@ class Catalog(InboxMixin):
         reason: str = "",
     ) -> ModelVersionRecord:
         """Record the next version of ``model`` (1, 2, 3, ... without gaps) and log it."""
-        model = _name("model", model)
+        model = check_name("model", model)
         _check_status(status)
 
         digest = parse_digest(bundle_digest)
@@ -221,21 +215,11 @@ class Catalog(InboxMixin):
                 raise _no_blob(digest) from exc
             raise
 
-    def _version_row(self, s: Session, model: str, version: int) -> ModelVersionRow:
-        where = (ModelVersionRow.model == model) & (ModelVersionRow.version == version)
-        query = select(ModelVersionRow).where(where)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = s.scalars(query).first()
-        if row is None:
-            raise NotFoundError(
-                f"model {model!r} has no version {version}: see `retrain models ls`"
-            )
-        return row
-
     def get_model_version(self, model: str, version: int) -> ModelVersionRecord:
         """One version of a model."""
-        return version_record(self._read(lambda s: self._version_row(s, model, version)))
+        return version_record(
+            self._read(lambda s: self._version_row(s, model, version, lock=False))
+        )
 
     def list_model_versions(self, model: str) -> list[ModelVersionRecord]:
         """Every version of ``model``, oldest first."""
@@ -271,141 +255,6 @@ class Catalog(InboxMixin):
             row.metrics = {**row.metrics, **_metrics(metrics)}
 
         self._write(op)
-
-    # -- aliases -----------------------------------------------------------------------------
-    def get_alias(self, model: str, alias: str) -> int | None:
-        """The version an alias points at, or None."""
-        query = select(AliasRow.version).where(AliasRow.model == model, AliasRow.alias == alias)
-        return self._read(lambda s: s.scalars(query).first())
-
-    def aliases(self, model: str) -> dict[str, int]:
-        """Every alias of ``model`` and the version it points at."""
-        query = select(AliasRow.alias, AliasRow.version).where(AliasRow.model == model)
-        return {a: v for a, v in self._read(lambda s: s.execute(query).tuples().all())}
-
-    def set_alias(
-        self,
-        model: str,
-        alias: str,
-        version: int | None,
-        *,
-        expected: int | None,
-        reason: str,
-        actor: str,
-    ) -> None:
-        """Point ``alias`` at ``version`` (None clears it) only if it now points at ``expected``."""
-        _name("alias", alias)
-
-        def op(s: Session) -> None:
-            key = (AliasRow.model == model) & (AliasRow.alias == alias)
-            now = utcnow()
-            if version is not None:
-                self._version_row(s, model, version)
-            if version is not None and expected is None:
-                stmt: Any = (
-                    self._insert(AliasRow)
-                    .values(model=model, alias=alias, version=version, updated_at=now)
-                    .on_conflict_do_nothing()
-                    .execution_options(preserve_rowcount=True)
-                )
-            elif version is not None:
-                stmt = (
-                    update(AliasRow)
-                    .where(key & (AliasRow.version == expected))
-                    .values(version=version, updated_at=now)
-                )
-            elif expected is not None:
-                stmt = delete(AliasRow).where(key & (AliasRow.version == expected))
-            else:
-                stmt = None
-            changed = cast(CursorResult[Any], s.execute(stmt)).rowcount if stmt is not None else 0
-            if changed != 1:
-                current = s.scalars(select(AliasRow.version).where(key)).first()
-                if stmt is None and current is None:
-                    return  # clearing an alias that is already clear, as expected
-                raise AliasConflictError(
-                    f"alias {alias!r} of model {model!r} points at {current}, not {expected}: "
-                    "another change won; re-read the alias and decide again"
-                )
-            kind = "alias.set" if version is not None else "alias.cleared"
-            versions = [version] if version is not None else [cast(int, expected)]
-            payload = {"alias": alias, "version": version, "previous": expected}
-            self._append(s, kind, model, versions, reason, actor, payload)
-
-        self._write(op)
-
-    # -- events ------------------------------------------------------------------------------
-    def _append(
-        self,
-        s: Session,
-        kind: str,
-        model: str | None,
-        versions: Iterable[int],
-        reason: str,
-        actor: str,
-        payload: Mapping[str, Any] | None,
-    ) -> EventRecord:
-        listed = [int(v) for v in versions]
-        stored = jsonable(dict(payload or {}))
-        now = utcnow()
-        event_id = s.execute(
-            insert(_EVENTS)
-            .values(
-                kind=kind,
-                model=model,
-                versions=listed,
-                reason=reason,
-                actor=actor,
-                payload=stored,
-                created_at=now,
-            )
-            .returning(_EVENTS.c.id)
-        ).scalar_one()
-        return EventRecord(event_id, kind, model, listed, reason, actor, stored, now)
-
-    def append_event(
-        self,
-        kind: str,
-        *,
-        model: str | None = None,
-        versions: Iterable[int] = (),
-        reason: str = "",
-        actor: str = "system",
-        payload: Mapping[str, Any] | None = None,
-    ) -> EventRecord:
-        """Append one entry to the event log."""
-        listed = list(versions)
-        return self._run(
-            lambda s: self._append(s, kind, model, listed, reason, actor, payload),
-            write=True,
-            one_statement=True,
-        )
-
-    def events(
-        self,
-        model: str | None = None,
-        *,
-        kinds: Iterable[str] | None = None,
-        since_id: int | None = None,
-        limit: int | None = None,
-    ) -> list[EventRecord]:
-        """Events oldest first. With ``since_id`` the first ``limit`` after it (paging);
-        without, the latest ``limit`` (a tail)."""
-        query = select(EventRow)
-        if model is not None:
-            query = query.where(EventRow.model == model)
-        if kinds is not None:
-            query = query.where(EventRow.kind.in_(list(kinds)))
-        if since_id is not None:
-            query = query.where(EventRow.id > since_id)
-        tail = since_id is None and limit is not None
-        query = query.order_by(EventRow.id.desc() if tail else EventRow.id)
-        if limit is not None:
-            query = query.limit(limit)
-        rows = list(self._read(lambda s: s.scalars(query).all()))
-        if tail:
-            rows.reverse()
-        return [event_record(row) for row in rows]
 
 
 def _check_status(status: str) -> None:

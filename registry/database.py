@@ -25,6 +25,7 @@ from registry.errors import ConfigError, DatabaseUnavailableError
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
+    "alembic_config",
     "create_catalog_engine",
     "ensure_schema",
     "is_retryable",
@@ -169,7 +170,8 @@ def retrying(fn: Callable[[], T], *, url: str, deadline_s: float = 60.0) -> T:
         delay = min(delay * 2, 0.25)
 
 
-def _alembic_config(connection: Connection) -> Any:
+def alembic_config(connection: Connection) -> Any:
+    """Alembic's configuration for running the registry's migrations on ``connection``."""
     from alembic.config import Config
 
     config = Config()
@@ -230,7 +232,7 @@ def ensure_schema(engine: Engine, database_url: str) -> None:
         if _current_revision(engine) != head:
             with _migration_lock(engine) as conn:
                 if _current_revision_on(conn) != head:
-                    command.upgrade(_alembic_config(conn), "head")
+                    command.upgrade(alembic_config(conn), "head")
                     conn.commit()
 
     try:

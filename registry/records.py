@@ -18,6 +18,7 @@ __all__ = [
     "EventRecord",
     "GcReport",
     "ModelVersionRecord",
+    "StoredBlob",
     "VerifyReport",
 ]
 
@@ -33,6 +34,16 @@ class BlobRecord:
     size: int
     media_type: str
     created_at: datetime
+    store_checksum: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """The outcome of a put: the digest, the size, and whether these bytes were new to the store."""
+
+    digest: str
+    size: int
+    written: bool
     store_checksum: str | None = None
 
 

@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from registry.errors import BlobNotFoundError, ConfigError, CorruptBlobError, StoreUnavailableError
 from registry.hashing import CHUNK_SIZE, blob_key, digest_file, digest_from_key, digest_of_hash
-from registry.records import BlobInfo
+from registry.records import BlobInfo, StoredBlob
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from registry.blobstore import StoredBlob
 
 __all__ = ["S3BlobStore"]
 
@@ -124,8 +123,8 @@ class S3BlobStore:
         return ""
 
     # -- writing -----------------------------------------------------------------------------
-    def put_bytes(self, data: bytes) -> StoredBlob:
-        from registry.blobstore import StoredBlob
+    def put_bytes(self, data: bytes, *, fresh: bool = False) -> StoredBlob:
+        """Store ``data`` (``fresh`` is a hint for local stores; S3 puts are conditional)."""
 
         hex_digest = hashlib.sha256(data).hexdigest()
         digest = "sha256:" + hex_digest
@@ -153,7 +152,6 @@ class S3BlobStore:
     def _put_multipart(
         self, digest: str, size: int, parts: Iterator[memoryview | bytes]
     ) -> StoredBlob:
-        from registry.blobstore import StoredBlob
 
         key = self.key_of(digest)
         try:
@@ -216,7 +214,6 @@ class S3BlobStore:
             raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path") from exc
         if size <= self.multipart_threshold:
             return self.put_bytes(path.read_bytes())
-        from registry.blobstore import StoredBlob
 
         if self.exists(digest):
             return StoredBlob(digest, size, written=False)
@@ -266,7 +263,7 @@ class S3BlobStore:
             if type(exc).__name__ == "FlexibleChecksumError":
                 raise CorruptBlobError(
                     f"blob {digest} in {self.url} failed the store's checksum: it is corrupt; "
-                    "re-put the original bytes"
+                    "move it aside with `retrain registry verify --quarantine` and put it again"
                 ) from exc
             self._fail(exc, f"reading {digest}")
         finally:
@@ -275,7 +272,8 @@ class S3BlobStore:
     def _refuse(self, digest: str, actual: str) -> CorruptBlobError:
         return CorruptBlobError(
             f"blob {digest} in {self.url} hashes to {actual}: it is corrupt; "
-            "re-put the original bytes or restore it from a backup"
+            "move it aside with `retrain registry verify --quarantine`, then put the original "
+            "bytes again"
         )
 
     def get_bytes(self, digest: str) -> bytes:
@@ -341,6 +339,22 @@ class S3BlobStore:
             self.client.delete_object(Bucket=self.bucket, Key=self.key_of(digest))
         except Exception as exc:
             self._fail(exc, f"deleting {digest}")
+
+    def quarantine(self, digest: str) -> None:
+        """Move a (corrupt) object aside under ``quarantine/`` so that a re-put can restore it."""
+        key = self.key_of(digest)
+        aside = (
+            f"{self.prefix}/quarantine/{digest[7:]}" if self.prefix else f"quarantine/{digest[7:]}"
+        )
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=aside, CopySource={"Bucket": self.bucket, "Key": key}
+            )
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if self._code(exc) in _NOT_FOUND:
+                return
+            self._fail(exc, f"moving {digest} aside")
 
     def clean_temp(self, older_than: datetime, *, dry_run: bool) -> int:
         """Abort multipart uploads started before ``older_than`` (left by killed writers)."""

@@ -78,7 +78,7 @@ class BlobRow(Base):
 
     __tablename__ = "blobs"
     digest: Mapped[str] = mapped_column(String(71), primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
     media_type: Mapped[str] = mapped_column(String(255))
     store_checksum: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]

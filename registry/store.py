@@ -22,6 +22,7 @@ from registry.schema import utcnow
 __all__ = ["Registry"]
 
 _GC_BATCH = 500
+_FRESH_HINT_MIN = 64 * 1024 * 1024
 
 
 class Registry:
@@ -63,7 +64,10 @@ class Registry:
 
     def put_bytes(self, data: bytes, *, media_type: str = "application/octet-stream") -> str:
         """Store ``data``; the same bytes always give the same digest and one row."""
-        return self._record(lambda: self.blobs.put_bytes(data), media_type)
+        # No catalogued blob of this size means these bytes cannot be stored yet (orphans
+        # aside), so the store may hash them while writing instead of hashing first.
+        fresh = len(data) >= _FRESH_HINT_MIN and not self.catalog.has_blob_of_size(len(data))
+        return self._record(lambda: self.blobs.put_bytes(data, fresh=fresh), media_type)
 
     def put_file(self, path: Path, *, media_type: str = "application/octet-stream") -> str:
         """Store a file's bytes, streamed (never read whole into memory on the local store)."""
@@ -88,8 +92,13 @@ class Registry:
         self.blobs.get_to_file(parse_digest(digest), Path(path))
 
     # -- upkeep ------------------------------------------------------------------------------
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-        """Re-hash every catalogued blob; list the corrupt and missing ones, and orphans."""
+    def verify(
+        self, progress: Callable[[int, int], None] | None = None, *, quarantine: bool = False
+    ) -> VerifyReport:
+        """Re-hash every catalogued blob; list the corrupt and missing ones, and orphans.
+
+        With ``quarantine`` corrupt blobs are moved aside, so putting the original bytes again
+        restores them (until then they read as missing)."""
         records = self.catalog.list_blobs()
         problems: list[BlobProblem] = []
         checked = size = 0
@@ -100,6 +109,8 @@ class Registry:
                 problems.append(BlobProblem(record.digest, "missing", str(exc)))
             except CorruptBlobError as exc:
                 problems.append(BlobProblem(record.digest, "corrupt", str(exc)))
+                if quarantine:
+                    self.blobs.quarantine(record.digest)
             checked += 1
             if progress is not None:
                 progress(checked, len(records))

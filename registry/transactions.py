@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.database import retrying, unavailable
-from registry.errors import BlobNotFoundError
+from registry.errors import BlobNotFoundError, ConfigError, NotFoundError
 from registry.hashing import parse_digest
 from registry.records import (
     AlertRecord,
@@ -26,6 +26,7 @@ __all__ = [
     "CatalogBase",
     "alert_record",
     "artifact_record",
+    "check_name",
     "dataset_record",
     "event_record",
     "version_record",
@@ -83,6 +84,21 @@ class CatalogBase:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _version_row(
+        self, s: Session, model: str, version: int, *, lock: bool = True
+    ) -> ModelVersionRow:
+        """The row of one version (locked for update on PostgreSQL), or NotFoundError."""
+        where = (ModelVersionRow.model == model) & (ModelVersionRow.version == version)
+        query = select(ModelVersionRow).where(where)
+        if lock and self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = s.scalars(query).first()
+        if row is None:
+            raise NotFoundError(
+                f"model {model!r} has no version {version}: see `retrain models ls`"
+            )
+        return row
+
     @staticmethod
     def _require_blob(s: Session, digest: str) -> str:
         digest = parse_digest(digest)
@@ -96,6 +112,13 @@ class CatalogBase:
     def close(self) -> None:
         """Release pooled connections."""
         self.engine.dispose()
+
+
+def check_name(kind: str, value: str) -> str:
+    """``value`` if it is usable as a model, dataset or alias name; ConfigError otherwise."""
+    if not value or len(value) > 200 or value != value.strip():
+        raise ConfigError(f"{kind} name {value!r} must be 1-200 characters without outer spaces")
+    return value
 
 
 def version_record(row: ModelVersionRow) -> ModelVersionRecord:

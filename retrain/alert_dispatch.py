@@ -79,7 +79,11 @@ class PrefectLauncher:
     def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
         from prefect.deployments import run_deployment
         from prefect.exceptions import PrefectException
+        from prefect.settings import get_current_settings
 
+        if not get_current_settings().api.url:
+            # Without a configured API, Prefect would start a throwaway in-process server.
+            raise LaunchError(f"no Prefect API configured (PREFECT_API_URL) to retrain {model}")
         try:
             run = run_deployment(
                 deployment_names(model).retrain_full,
@@ -153,7 +157,7 @@ class AlertDispatcher:
         self._marks: deque[tuple[int, str, str | None]] = deque()
         self._lock = threading.Lock()
         self._last_run: dict[str, tuple[float, str]] = {}
-        self._backoff: dict[str, float] = {}
+        self._launch_paused_until = 0.0  # after a failed launch, Prefect gets a moment
         self._running: dict[str, tuple[float, bool]] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -264,7 +268,7 @@ class AlertDispatcher:
         if alert.status != "firing" or summary is None or not summary.drift_trigger:
             return self._mark(alert.id, "ignored", None, defer)
         model, now = alert.model, self._clock()
-        if self._backoff.get(model, 0.0) > now:
+        if self._launch_paused_until > now:
             return "received"  # Prefect was unreachable a moment ago; the sweeper retries
         cooldown_s = summary.cooldown_minutes * 60.0
         last = self._last_run.get(model)
@@ -279,7 +283,7 @@ class AlertDispatcher:
                 model, idempotency_key=key, reason=f"{alert.source} alert {alert.id}"
             )
         except LaunchError:
-            self._backoff[model] = now + self._retry_after_s
+            self._launch_paused_until = now + self._retry_after_s
             log.warning("alert %s: retrain of %s not started; will retry", alert.id, model)
             return "received"
         self._last_run[model] = (now, run_id)

@@ -22,6 +22,7 @@ from retrain.cli.common import console, render_table
 from retrain.demo_support import BackgroundTraffic, ThreadLauncher, Timeline, write_week
 
 if TYPE_CHECKING:
+    from registry.store import Registry
     from retrain.settings import Settings
 
 __all__ = ["run_demo"]
@@ -29,28 +30,62 @@ __all__ = ["run_demo"]
 MODEL = "loan-default"
 
 
-def run_demo(base: Settings, *, fast: bool = False) -> None:
-    """Run the story in ``base.home/demo`` (wiped first); Prefect runs land in ``home/prefect``."""
+def run_demo(
+    base: Settings, *, fast: bool = False, rows: int | None = None, epochs: int | None = None
+) -> list[dict[str, Any]]:
+    """Run the story in ``base.home/demo`` (wiped first); Prefect runs land in ``home/prefect``.
+
+    Returns the timeline rows it printed. The environment is restored afterwards.
+    """
     home = (base.home / "demo").resolve()
     shutil.rmtree(home, ignore_errors=True)
     token = secrets.token_urlsafe(16)
     # Flows read Settings from the environment, as they do when a deployment starts them.
-    os.environ.update({
-        "RETRAIN_HOME": str(home), "RETRAIN_ALERTS_TOKEN": token,
-        "RETRAIN_SERVE_PORT": str(_free_port()), "RETRAIN_ALERTS_PORT": str(_free_port()),
+    updates = {
+        "RETRAIN_HOME": str(home),
+        "RETRAIN_ALERTS_TOKEN": token,
+        "RETRAIN_SERVE_PORT": str(_free_port()),
+        "RETRAIN_ALERTS_PORT": str(_free_port()),
         "PREFECT_HOME": str((base.home / "prefect").resolve()),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
-    })  # fmt: skip
-    os.environ.pop("PREFECT_API_URL", None)
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    saved = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    _quiet_libraries()
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from retrain.settings import Settings
 
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        _story(Settings(), fast=fast, token=token)
+    try:
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return _story(
+                Settings(),
+                rows=rows or (12_000 if fast else 24_000),
+                epochs=epochs or (6 if fast else 10),
+                token=token,
+            )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def _story(settings: Settings, *, fast: bool, token: str) -> None:
+def _quiet_libraries() -> None:
+    """Library chatter (Lightning tips, deprecation notes) would bury the story."""
+    import logging
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*transfer_batch_to_device.*")
+
+
+def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[dict[str, Any]]:
     from flows.monitor import monitor_drift
     from flows.retrain import retrain_model
     from retrain.alerts import create_app as create_alert_app
@@ -62,18 +97,26 @@ def _story(settings: Settings, *, fast: bool, token: str) -> None:
     from serving.runner import start_server
     from tasks.canary import CanaryPolicy
 
-    rows = 12_000 if fast else 30_000
-    data, window, recent = settings.home / "data", settings.home / "window", settings.home / "recent"
+    data, window, recent = (
+        settings.home / "data",
+        settings.home / "window",
+        settings.home / "recent",
+    )
     timeline = Timeline()
     registry = build_registry(settings)
     spec = load_spec(next(p for p in default_spec_paths() if p.stem == MODEL))
-    demo_canary = CanaryPolicy(interval_s=2.0, min_requests=20, watch_windows=1,
-                               steps=[10.0, 25.0, 50.0, 100.0])  # fmt: skip
-    spec = spec.model_copy(update={
-        "dataset": spec.dataset.model_copy(update={"source": str(window), "recent": str(recent)}),
-        "training": spec.training.model_copy(update={"max_epochs": 6 if fast else 12}),
-        "canary": demo_canary,
-    })  # fmt: skip
+    demo_canary = CanaryPolicy(
+        interval_s=2.0, min_requests=20, watch_windows=1, steps=[10.0, 25.0, 50.0, 100.0]
+    )
+    spec = spec.model_copy(
+        update={
+            "dataset": spec.dataset.model_copy(
+                update={"source": str(window), "recent": str(recent)}
+            ),
+            "training": spec.training.model_copy(update={"max_epochs": epochs}),
+            "canary": demo_canary,
+        }
+    )
     register_spec(registry, spec)
     console.rule(f"[bold]retrain demo[/] — pipeline {MODEL}, state in {settings.home}")
 
@@ -91,16 +134,23 @@ def _story(settings: Settings, *, fast: bool, token: str) -> None:
     week_data(1, "stable")
     with console.status("week 1: training the first model (v1)…"):
         first = retrain_model(pipeline=MODEL, trigger="bootstrap")
-    timeline.add(1, "bootstrap: first model trained", f"v{first['candidate_version']}",
-                 f"gate {first['gate']}, {first['release']}", t)  # fmt: skip
+    timeline.add(
+        1,
+        "bootstrap: first model trained",
+        f"v{first['candidate_version']}",
+        f"gate {first['gate']}, {first['release']}",
+        t,
+    )
     _say(f"v{first['candidate_version']} is champion", first)
 
     faults = FaultInjector()
-    server = start_server(create_app(registry, [MODEL], poll_interval_s=0.2, faults=faults),
-                          port=settings.serve_port)  # fmt: skip
+    server = start_server(
+        create_app(registry, [MODEL], poll_interval_s=0.2, faults=faults), port=settings.serve_port
+    )
     alerts = ThreadLauncher()
-    receiver = start_server(create_alert_app(registry, alerts, token=token),
-                            port=settings.alerts_port)  # fmt: skip
+    receiver = start_server(
+        create_alert_app(registry, alerts, token=token), port=settings.alerts_port
+    )
     traffic = BackgroundTraffic(server.url, MODEL, rate=120.0)
     traffic.start()
     console.print(f"model server {server.url}, alert receiver {receiver.url}, traffic 120 req/s")
@@ -109,14 +159,24 @@ def _story(settings: Settings, *, fast: bool, token: str) -> None:
         t = time.perf_counter()
         week_data(2, "stable")
         quiet = monitor_drift(pipeline=MODEL)
-        timeline.add(2, "monitor: recent traffic vs training data", "-",
-                     f"drift share {quiet['drifted_share']:.2f}: no drift", t)  # fmt: skip
+        timeline.add(
+            2,
+            "monitor: recent traffic vs training data",
+            "-",
+            f"drift share {quiet['drifted_share']:.2f}: no drift",
+            t,
+        )
         t = time.perf_counter()
         traffic.scenario = "covariate_shift"
         week_data(3, "covariate_shift")
         drift = monitor_drift(pipeline=MODEL)
-        timeline.add(3, "monitor: traffic drifted", "-",
-                     f"drift share {drift['drifted_share']:.2f}: ml.drift.detected", t)  # fmt: skip
+        timeline.add(
+            3,
+            "monitor: traffic drifted",
+            "-",
+            f"drift share {drift['drifted_share']:.2f}: ml.drift.detected",
+            t,
+        )
         _say("drift detected in " + ", ".join(drift["columns"][:6]), drift)
 
         # The monitoring system's alert storm: 25 copies, one retrain.
@@ -126,19 +186,31 @@ def _story(settings: Settings, *, fast: bool, token: str) -> None:
         result = next(iter(alerts.results.values()), None)
         if isinstance(result, Exception) or result is None:
             raise RuntimeError(f"the alert-triggered retrain failed: {result}")
-        timeline.add(3, f"alert x25 → {len(alerts.runs)} retrain ({statuses.count(202)}× 202)",
-                     f"v{result['candidate_version']} vs v{first['candidate_version']}",
-                     f"gate {result['gate']}, canary {result['release']}", t)  # fmt: skip
-        _say(f"v{result['candidate_version']}: gate {result['gate']}, canary {result['release']}",
-             result)
+        timeline.add(
+            3,
+            f"alert x25 → {len(alerts.runs)} retrain ({statuses.count(202)}× 202)",
+            f"v{result['candidate_version']} vs v{first['candidate_version']}",
+            f"gate {result['gate']}, canary {result['release']}",
+            t,
+        )
+        _say(
+            f"v{result['candidate_version']}: gate {result['gate']}, canary {result['release']}",
+            result,
+        )
 
         # Week 4: a poisoned batch (labels flipped) reaches the pipeline.
         t = time.perf_counter()
         week_data(4, "label_noise", into_window=False)
-        poisoned = retrain_model(pipeline=MODEL, trigger="schedule",
-                                 source=str(data / "week-04.parquet"))  # fmt: skip
-        timeline.add(4, "poisoned batch (label_noise)", f"v{poisoned['candidate_version']}",
-                     f"gate {poisoned['gate']}: " + "; ".join(poisoned["gate_reasons"])[:70], t)
+        poisoned = retrain_model(
+            pipeline=MODEL, trigger="schedule", source=str(data / "week-04.parquet")
+        )
+        timeline.add(
+            4,
+            "poisoned batch (label_noise)",
+            f"v{poisoned['candidate_version']}",
+            f"gate {poisoned['gate']}: " + "; ".join(poisoned["gate_reasons"])[:70],
+            t,
+        )
         _say(f"v{poisoned['candidate_version']} rejected at the gate", poisoned)
 
         # Week 5: a candidate that passes the gate but fails in production.
@@ -147,17 +219,60 @@ def _story(settings: Settings, *, fast: bool, token: str) -> None:
         bad_version = max(v.version for v in registry.catalog.list_model_versions(MODEL)) + 1
         faults.set(MODEL, bad_version, FaultSpec(error_rate=0.05, extra_latency_s=0.2))
         faulty = retrain_model(pipeline=MODEL, trigger="schedule")
-        timeline.add(5, "candidate with 5% errors and +200 ms", f"v{faulty['candidate_version']}",
-                     f"gate {faulty['gate']}, canary {faulty['release']}", t)  # fmt: skip
+        timeline.add(
+            5,
+            "candidate with 5% errors and +200 ms",
+            f"v{faulty['candidate_version']}",
+            f"gate {faulty['gate']}, canary {faulty['release']}: " + faulty["release_reason"][:60],
+            t,
+        )
         _say(f"v{faulty['candidate_version']} canary {faulty['release']}", faulty)
     finally:
         traffic.stop()
         receiver.stop()
         server.stop()
     champion = registry.catalog.get_alias(MODEL, "champion")
+    _print_decisions(registry)
     console.print(render_table(f"What happened (champion now v{champion})", timeline.rows))
     _where_to_look(settings, traffic.sent, time.perf_counter() - timeline.started)
     registry.close()
+    return timeline.rows
+
+
+def _print_decisions(registry: Registry) -> None:
+    """The gate decisions and canary steps, as the registry's event log recorded them."""
+    gates = [
+        {
+            "version": e.payload["candidate_version"],
+            "against": e.payload["champion_version"],
+            "verdict": e.payload["verdict"],
+            "metric": e.payload["metric"],
+            "difference": e.payload["difference"],
+            "CI low": e.payload["ci_low"],
+            "CI high": e.payload["ci_high"],
+        }
+        for e in registry.catalog.events(MODEL, kinds=["gate.decision"])
+    ]
+    console.print(render_table("Gate decisions (paired bootstrap, 1000 resamples)", gates))
+    steps = [
+        {
+            "version": e.versions[0] if e.versions else None,
+            **{
+                k: e.payload.get(k)
+                for k in (
+                    "step",
+                    "weight",
+                    "verdict",
+                    "canary_requests",
+                    "error_rate",
+                    "p95_latency_s",
+                    "prediction_shift",
+                )
+            },
+        }
+        for e in registry.catalog.events(MODEL, kinds=["canary.step"])
+    ]
+    console.print(render_table("Canary analysis, step by step", steps))
 
 
 def receiver_app_wait(launcher: ThreadLauncher, timeout_s: float = 240.0) -> None:
@@ -172,16 +287,29 @@ def receiver_app_wait(launcher: ThreadLauncher, timeout_s: float = 240.0) -> Non
 def _post_alert(base_url: str, token: str, i: int) -> int:
     now = datetime.now(UTC).isoformat()
     body: dict[str, Any] = {
-        "version": "4", "groupKey": '{}:{alertname="FeatureDrift"}', "status": "firing",
-        "receiver": "retrain", "groupLabels": {"alertname": "FeatureDrift"},
+        "version": "4",
+        "groupKey": '{}:{alertname="FeatureDrift"}',
+        "status": "firing",
+        "receiver": "retrain",
+        "groupLabels": {"alertname": "FeatureDrift"},
         "commonLabels": {"alertname": "FeatureDrift", "model": MODEL, "severity": "warning"},
         "externalURL": "http://alertmanager.local",
-        "alerts": [{"status": "firing", "fingerprint": "5f1d0c7e9a2b4c11", "startsAt": now,
-                    "labels": {"alertname": "FeatureDrift", "model": MODEL},
-                    "annotations": {"summary": f"feature drift (notification {i + 1})"}}],
-    }  # fmt: skip
-    response = httpx.post(f"{base_url}/alerts/alertmanager", json=body,
-                          headers={"Authorization": f"Bearer {token}"}, timeout=10)  # fmt: skip
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": "5f1d0c7e9a2b4c11",
+                "startsAt": now,
+                "labels": {"alertname": "FeatureDrift", "model": MODEL},
+                "annotations": {"summary": f"feature drift (notification {i + 1})"},
+            }
+        ],
+    }
+    response = httpx.post(
+        f"{base_url}/alerts/alertmanager",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     return response.status_code
 
 

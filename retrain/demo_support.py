@@ -67,9 +67,15 @@ class BackgroundTraffic:
         while not self._stop.is_set():
             seed += 1
             report = drive_traffic(
-                self.base_url, self.model, rate=self.rate, duration_s=5.0,
-                scenario=self.scenario, seed=seed, feedback_delay_s=0.5, stop=self._stop,
-            )  # fmt: skip
+                self.base_url,
+                self.model,
+                rate=self.rate,
+                duration_s=5.0,
+                scenario=self.scenario,
+                seed=seed,
+                feedback_delay_s=0.5,
+                stop=self._stop,
+            )
             self.sent += report.sent
 
     def stop(self) -> None:

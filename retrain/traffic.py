@@ -1,14 +1,16 @@
 """A traffic driver: replays simulator rows against a model server at a set rate, on loopback.
 
-Requests are sent open-loop (on a fixed schedule, not waiting for answers) with a sticky
-``X-Request-Key`` per simulated user; the true label of each answered request is sent back to
-``:feedback`` after a delay, as a real system would learn outcomes later. Bounded in request
-count and in time, and refuses any host but this machine.
+Requests are sent open-loop (on a fixed schedule, not waiting for answers) over lean keep-alive
+loopback connections, with a sticky ``X-Request-Key`` per simulated user; the true label of each
+answered request is sent back to ``:feedback`` (through httpx) after a delay, as a real system
+would learn outcomes later. Bounded in request count and in time; refuses any host but this
+machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from registry.errors import ConfigError
+from retrain.loopback_http import LoopbackConnections, LoopbackHTTPError
 
 __all__ = ["LOOPBACK_HOSTS", "ResponseRecord", "TrafficReport", "drive_traffic", "traffic_rows"]
 
@@ -48,6 +51,7 @@ class TrafficReport:
     failed: int = 0  # no answer at all (connection refused, timeout)
     feedback_sent: int = 0
     duration_s: float = 0.0
+    started_at: float = 0.0  # time.perf_counter() when the first request was due
     by_version: Counter[int] = field(default_factory=Counter)
     by_variant: Counter[str] = field(default_factory=Counter)
     records: list[ResponseRecord] = field(default_factory=list)
@@ -100,29 +104,30 @@ async def _drive(
 ) -> TrafficReport:
     report = TrafficReport()
     pending_feedback: list[tuple[float, str, float]] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    parts = urlsplit(base_url)
+    pool = LoopbackConnections(parts.hostname or "127.0.0.1", parts.port or 80, limit=concurrency)
+    bodies = [json.dumps({"instances": [row]}).encode() for row in instances]
+    path = f"/v1/models/{model}:predict"
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10.0) as client:
-        start = time.perf_counter()
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+        start = report.started_at = time.perf_counter()
 
         async def one(i: int) -> None:
             sent = time.perf_counter() - start
             row = i % len(instances)
             try:
-                response = await client.post(
-                    f"/v1/models/{model}:predict",
-                    json={"instances": [instances[row]]},
-                    headers={"X-Request-Key": f"user-{i % keys}"},
+                status, raw = await pool.post(
+                    path, bodies[row], {"X-Request-Key": f"user-{i % keys}"}
                 )
-            except httpx.HTTPError:
+            except LoopbackHTTPError:
                 report.failed += 1
                 return
             finally:
                 gate.release()
             latency = time.perf_counter() - start - sent
             version = variant = None
-            if response.status_code == 200:
-                body = response.json()
+            if status == 200:
+                body = json.loads(raw)
                 version, variant = int(body["model_version"]), str(body["variant"])
                 report.ok += 1
                 report.by_version[version] += 1
@@ -130,14 +135,12 @@ async def _drive(
                 if feedback_delay_s is not None:
                     due = time.perf_counter() + feedback_delay_s
                     pending_feedback.append((due, body["request_id"], labels[row]))
-            elif response.status_code < 500:
+            elif status < 500:
                 report.client_errors += 1
             else:
                 report.server_errors += 1
             if keep_records:
-                report.records.append(
-                    ResponseRecord(sent, latency, response.status_code, version, variant)
-                )
+                report.records.append(ResponseRecord(sent, latency, status, version, variant))
 
         async def send_feedback(final: bool) -> None:
             now = time.perf_counter()
@@ -176,6 +179,7 @@ async def _drive(
             await asyncio.sleep(min(wait, feedback_delay_s or 0.0))
             await send_feedback(final=True)
         report.duration_s = time.perf_counter() - start
+    await pool.close()
     return report
 
 

@@ -1,10 +1,11 @@
 """The model server: a lean Starlette app speaking the KServe v1 protocol.
 
-POST /v1/models/<name>:predict   {"instances": [...]} -> predictions, model_version, variant
-POST /v1/models/<name>:feedback  delayed labels by request id (online metrics)
-GET  /v1/models/<name>:stats     cumulative per-version counters (canary analysis source)
-GET  /v1/models/<name>           versions, weights, health;  GET /v1/models: all of them
-GET  /metrics                    Prometheus text;  GET /healthz, /readyz
+- ``POST /v1/models/<name>:predict``: ``{"instances": [...]}`` -> predictions, version, variant
+- ``POST /v1/models/<name>:feedback``: delayed labels by request id (online metrics)
+- ``GET /v1/models/<name>:stats``: cumulative per-version counters, the canary analysis source
+  (``?recent=1`` adds exact recent latency percentiles; ``POST :reset-latency`` clears them)
+- ``GET /v1/models/<name>``: versions, weights, health; ``GET /v1/models``: every model
+- ``GET /metrics``: Prometheus text; ``GET /healthz``, ``GET /readyz``
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def _lease_expires_at(catalog: Catalog, model: str) -> float:
 
 
 def repair_releases(
-    catalog: Catalog,
+    registry: Catalog | Any,
     models: Iterable[str] | None = None,
     *,
     actor: str = "repair",
@@ -216,9 +216,11 @@ def repair_releases(
 ) -> list[str]:
     """Leave no half-released model: a canary without a live release goes back to 0%.
 
-    A release whose lease expired (its process crashed or was killed) loses its canary and its
-    lock; a live release is left alone. Returns the models that were repaired.
+    Takes the registry or its catalog. A release whose lease expired (its process crashed or
+    was killed) loses its canary and its lock; a live release is left alone. Returns the
+    models that were repaired.
     """
+    catalog: Catalog = getattr(registry, "catalog", registry)
     now = time.time() if now is None else now
     repaired: list[str] = []
     for model in list(models) if models is not None else catalog.list_models():

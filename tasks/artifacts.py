@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 __all__ = [
@@ -48,7 +48,8 @@ def publish_table(
     from prefect.artifacts import create_table_artifact
 
     table = [{k: _cell(v) for k, v in row.items()} for row in rows]
-    return create_table_artifact(table=table, key=key, description=description)
+    # Called from sync code, Prefect's dual sync/async API returns the id itself.
+    return cast(UUID, create_table_artifact(table=table, key=key, description=description))
 
 
 def publish_markdown(key: str, markdown: str, description: str = "") -> UUID | None:
@@ -57,7 +58,7 @@ def publish_markdown(key: str, markdown: str, description: str = "") -> UUID | N
         return None
     from prefect.artifacts import create_markdown_artifact
 
-    return create_markdown_artifact(markdown=markdown, key=key, description=description)
+    return cast(UUID, create_markdown_artifact(markdown=markdown, key=key, description=description))
 
 
 def publish_link(key: str, link: str, link_text: str, description: str = "") -> UUID | None:
@@ -66,7 +67,10 @@ def publish_link(key: str, link: str, link_text: str, description: str = "") -> 
         return None
     from prefect.artifacts import create_link_artifact
 
-    return create_link_artifact(link=link, link_text=link_text, key=key, description=description)
+    return cast(
+        UUID,
+        create_link_artifact(link=link, link_text=link_text, key=key, description=description),
+    )
 
 
 class ProgressReporter:
@@ -78,7 +82,9 @@ class ProgressReporter:
         if in_prefect_run():
             from prefect.artifacts import create_progress_artifact
 
-            self._id = create_progress_artifact(progress=0.0, key=key, description=description)
+            self._id = cast(
+                UUID, create_progress_artifact(progress=0.0, key=key, description=description)
+            )
 
     def update(self, fraction: float) -> None:
         """Report progress as a fraction in [0, 1]; throttled to whole percent steps."""

@@ -38,6 +38,7 @@ __all__ = [
     "CanaryPolicy",
     "RollbackResult",
     "StepRecord",
+    "repair_releases",
     "rollback",
     "run_canary",
 ]
@@ -131,7 +132,9 @@ class _Release:
         metrics: MetricsSource,
         actor: str,
         sleep: Callable[[float], None],
+        on_step: Callable[[StepRecord], None] | None = None,
     ) -> None:
+        self.on_step = on_step
         self.catalog = registry.catalog
         self.outcome, self.policy, self.metrics = outcome, policy, metrics
         self.actor, self.sleep = actor, sleep
@@ -179,6 +182,8 @@ class _Release:
 
     def record(self, record: StepRecord) -> None:
         self.outcome.steps.append(record)
+        if self.on_step is not None:
+            self.on_step(record)
         self.catalog.append_event(
             "canary.step",
             model=self.model,
@@ -326,11 +331,13 @@ def run_canary(
     *,
     actor: str = "canary",
     sleep: Callable[[float], None] = time.sleep,
+    on_step: Callable[[StepRecord], None] | None = None,
 ) -> CanaryOutcome:
     """Release ``model`` ``version`` through ``policy.steps``; promote it or abort it.
 
     Raises ``ReleaseLockedError`` when another release of the model is running. With no
     champion yet, the version is promoted directly (nothing to compare it with).
+    ``on_step`` sees every analysis window as it is recorded (CLI progress).
     """
     catalog = registry.catalog
     repair_releases(catalog, [model], actor=actor)
@@ -339,7 +346,7 @@ def run_canary(
     if champion == version:
         raise ConfigError(f"{model} v{version} is already the champion; nothing to release")
     outcome = CanaryOutcome(model, version, champion)
-    release = _Release(registry, outcome, policy, metrics, actor, sleep)
+    release = _Release(registry, outcome, policy, metrics, actor, sleep, on_step)
     release.lease = acquire_release_lock(
         catalog, model, version, ttl_s=policy.lease_ttl(), actor=actor
     )

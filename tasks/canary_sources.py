@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from registry.errors import ConfigError, RetrainError
+from registry.errors import ConfigError
+from tasks.errors import MetricsUnavailableError
 
 __all__ = [
     "InProcessStatsSource",
@@ -25,10 +26,6 @@ __all__ = [
     "VersionCounters",
     "histogram_quantile",
 ]
-
-
-class MetricsUnavailableError(RetrainError):
-    """The metrics source could not be read (server or Prometheus down, bad answer)."""
 
 
 def histogram_quantile(q: float, edges: Sequence[float], counts: Sequence[int]) -> float | None:

@@ -40,9 +40,12 @@ def signal_drift(
         "report_digest": report_digest,
     }
     registry.catalog.append_event(
-        "drift.detected", model=model, reason=result.summary(), actor="monitor-drift",
+        "drift.detected",
+        model=model,
+        reason=result.summary(),
+        actor="monitor-drift",
         payload=payload,
-    )  # fmt: skip
+    )
     from prefect.events import emit_event
 
     resource, related = drift_event_resources(model)

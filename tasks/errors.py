@@ -4,7 +4,8 @@
     └── TaskError                     a pipeline step refused its input
         ├── DataSourceError           a data source is missing, empty, unreadable or not a table
         ├── DataValidationError       a batch broke its contract; ``.result`` holds every check
-        └── DriftError                drift could not be measured (no shared columns, bad policy)
+        ├── DriftError                drift could not be measured (no shared columns, bad policy)
+        └── MetricsUnavailableError   canary metrics unreadable (model server or Prometheus down)
 
 Each message is one line naming what was wrong and what to do about it.
 """
@@ -18,7 +19,13 @@ from registry.errors import RetrainError
 if TYPE_CHECKING:
     from tasks.validation import ValidationResult
 
-__all__ = ["DataSourceError", "DataValidationError", "DriftError", "TaskError"]
+__all__ = [
+    "DataSourceError",
+    "DataValidationError",
+    "DriftError",
+    "MetricsUnavailableError",
+    "TaskError",
+]
 
 
 class TaskError(RetrainError):
@@ -39,3 +46,7 @@ class DataValidationError(TaskError):
 
 class DriftError(TaskError):
     """Drift could not be measured between the two frames."""
+
+
+class MetricsUnavailableError(TaskError):
+    """The canary's metrics source (model server stats or Prometheus) could not be read."""

@@ -10,11 +10,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_lineage", "inputs_digest"]
+import pandas as pd
+
+__all__ = ["code_lineage", "frame_digest", "inputs_digest"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 # The code that decides what a trained model is: the model package and the training task.
 _CODE_FILES = ("models/*.py", "tasks/training.py")
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """Content digest of a frame not stored as a snapshot (column names and values)."""
+    h = hashlib.sha256(json.dumps(list(map(str, frame.columns))).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def inputs_digest(inputs: dict[str, Any]) -> str:

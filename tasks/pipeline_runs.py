@@ -6,12 +6,18 @@ run, an alert-triggered run, the CLI — sees the same state.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from tasks.lineage import inputs_digest
 
 if TYPE_CHECKING:
     from registry.store import Registry
+    from tasks.canary import CanaryOutcome
+    from tasks.drift_result import DriftResult
+    from tasks.model_card import GateDecision
+    from tasks.snapshots import Snapshot
+    from tasks.training import TrainResult
 
 __all__ = [
     "HOLDOUT_KIND",
@@ -21,6 +27,7 @@ __all__ = [
     "frozen_holdout",
     "record_run",
     "run_key",
+    "summarize_run",
 ]
 
 HOLDOUT_KIND = "holdout"
@@ -79,3 +86,32 @@ def champion_reference(registry: Registry, model: str) -> tuple[int, str] | None
     lineage = registry.catalog.get_model_version(model, version).lineage
     digest = lineage.get("dataset_digest")
     return (version, str(digest)) if digest else None
+
+
+def summarize_run(
+    registry: Registry,
+    model: str,
+    trigger: str,
+    snapshot: Snapshot,
+    drift: DriftResult | None,
+    candidate: TrainResult,
+    decision: GateDecision,
+    release: CanaryOutcome | None,
+    started: float,
+) -> dict[str, Any]:
+    """One flat record of a retrain: what came in, what the gates said, who serves now."""
+    return {
+        "model": model,
+        "trigger": trigger,
+        "dataset_digest": snapshot.digest,
+        "rows": snapshot.rows,
+        "drift_share": None if drift is None else drift.drifted_share,
+        "drifted": None if drift is None else drift.drifted,
+        "candidate_version": candidate.version,
+        "gate": decision.verdict,
+        "gate_reasons": list(decision.reasons),
+        "release": "not released" if release is None else release.status,
+        "release_reason": "" if release is None else release.reason,
+        "champion": registry.catalog.get_alias(model, "champion"),
+        "duration_s": round(time.monotonic() - started, 2),
+    }

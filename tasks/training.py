@@ -10,8 +10,6 @@ run's inputs, so a run interrupted and started again resumes from ``last.ckpt``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -22,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.config import ModelConfig, TrainingConfig
+from models.config import ModelConfig, TrainingConfig, resolve_precision
 from models.errors import TrainingError
 from tasks.artifacts import ProgressReporter, artifact_key
-from tasks.lineage import code_lineage, inputs_digest
+from tasks.lineage import code_lineage, frame_digest, inputs_digest
 
 if TYPE_CHECKING:
     import lightning as L
@@ -33,7 +31,7 @@ if TYPE_CHECKING:
     from registry.store import Registry
     from tasks.tracking import Tracker
 
-__all__ = ["TrainResult", "resolve_precision", "train_model"]
+__all__ = ["TrainResult", "train_model"]
 
 
 @dataclass(frozen=True)
@@ -51,16 +49,6 @@ class TrainResult:
     mlflow_run_id: str | None
     duration_s: float
     rows: int
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto``: bf16-mixed where the GPU supports it, else full float32."""
-    if precision != "auto":
-        return precision
-    import torch
-
-    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def train_model(
@@ -117,7 +105,7 @@ def train_model(
     )
     num, cat = pre.transform(frame)
     y_fit = (y - pre.target_mean) / pre.target_std if task == "regression" else y
-    digest_of_data = dataset_digest or _frame_digest(frame)
+    digest_of_data = dataset_digest or frame_digest(frame)
     code = code_lineage()
     run_key = inputs_digest(
         {
@@ -172,13 +160,10 @@ def train_model(
     reporter = ProgressReporter(artifact_key("train", model), description=f"training {model}")
     cbs: list[L.Callback] = [
         EarlyStopping("val_loss", patience=tcfg.patience, mode="min"),
-        # Lightning writes last.ckpt only alongside a top-k save, hence the best one is kept too.
+        # One checkpoint per epoch, always named last.ckpt (BestWeights keeps the best weights
+        # inside it), rather than a best file plus last: half the writes.
         ModelCheckpoint(
-            dirpath=ckpt_dir,
-            monitor="val_loss",
-            save_top_k=1,
-            save_last=True,
-            enable_version_counter=False,
+            dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
         ),
         best,
         ProgressCallback(reporter.update),
@@ -306,10 +291,3 @@ def _validation_metrics(
         1.0 / (1.0 + np.exp(-raw)) if task == "binary" else raw * pre.target_std + pre.target_mean
     )
     return {f"val_{k}": v for k, v in compute_metrics(task, y, pred).items()}
-
-
-def _frame_digest(frame: pd.DataFrame) -> str:
-    """Content digest of an unregistered frame (values, index-free, and column names)."""
-    h = hashlib.sha256(json.dumps(list(map(str, frame.columns))).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return "sha256:" + h.hexdigest()

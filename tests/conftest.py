@@ -14,9 +14,9 @@ os.environ.setdefault("PREFECT_API_ENABLE_HTTP2", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from registry.store import Registry  # noqa: E402
-from retrain.settings import Settings  # noqa: E402
-from retrain.wiring import build_registry  # noqa: E402
+from registry.store import Registry
+from retrain.settings import Settings
+from retrain.wiring import build_registry
 
 
 @pytest.fixture

@@ -1,15 +1,20 @@
-"""``retrain pipelines``: validate, register, list and show pipeline specs."""
+"""``retrain pipelines`` (validate, register, list, show, serve specs) and ``retrain alerts``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 
-from retrain.cli.app import pipelines_app
-from retrain.cli.common import console, open_registry, render_table
+from retrain.cli.app import app, pipelines_app
+from retrain.cli.common import console, open_registry, render_table, settings
 
-__all__ = ["ls", "register", "show", "validate"]
+__all__ = ["alerts_app", "ls", "register", "send", "serve", "serve_alerts", "show", "validate"]
+
+alerts_app = typer.Typer(help="The alert receiver: monitoring alerts in, retrains out.")
+app.add_typer(alerts_app, name="alerts")
 
 
 @pipelines_app.command()
@@ -55,6 +60,11 @@ def register(
     ids = apply_deployments(loaded, work_pool_name=work_pool)
     rows = [{"deployment": name, "id": ids.get(name)} for name in all_names]
     console.print(render_table(f"Deployments on {api}", rows))
+    if work_pool is None:
+        console.print(
+            f"Runs start once they are served: restart `retrain up`, or run "
+            f"`retrain pipelines serve {loaded.name}`."
+        )
 
 
 @pipelines_app.command("ls")
@@ -107,3 +117,104 @@ def show(name: str = typer.Argument(..., help="Pipeline (spec) name.")) -> None:
     )
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     console.print(text, highlight=False, markup=False, end="")
+
+
+@pipelines_app.command()
+def serve(
+    names: list[str] = typer.Argument(None, help="Pipelines to serve (default: all registered)."),
+) -> None:
+    """Serve the deployments of registered pipelines from this process (until Ctrl-C).
+
+    With nothing registered yet, the shipped specs (retrain/pipelines/*.yaml) are registered
+    first, so a fresh `retrain up` has something to run."""
+    from registry.errors import ConfigError
+    from retrain.deployments import prefect_api_url, serve_deployments
+    from retrain.spec_store import get_registered_spec, list_registered_pipelines, register_spec
+    from retrain.specs import default_spec_paths, load_spec
+
+    if prefect_api_url() is None:
+        raise ConfigError("no Prefect API reachable: start `retrain up` or set PREFECT_API_URL")
+    registry = open_registry()
+    try:
+        if not list_registered_pipelines(registry):
+            for path in default_spec_paths():
+                register_spec(registry, load_spec(path))
+                console.print(f"registered shipped pipeline {path.stem}")
+        wanted = names or [p.name for p in list_registered_pipelines(registry)]
+        specs = [get_registered_spec(registry, name) for name in wanted]
+    finally:
+        registry.close()
+    console.print(f"serving {', '.join(s.name for s in specs)}; Ctrl-C stops")
+    serve_deployments(specs)
+
+
+@alerts_app.command("serve")
+def serve_alerts() -> None:
+    """Run the alert receiver (RETRAIN_ALERTS_HOST:RETRAIN_ALERTS_PORT) until Ctrl-C."""
+    import uvicorn
+
+    from retrain.alerts import create_app_from_settings
+
+    cfg = settings()
+    if cfg.alerts_token is None and cfg.alerts_hmac_secret is None:
+        token_file = _local_token(cfg.home)
+        console.print(f"no RETRAIN_ALERTS_TOKEN set: bearer token in {token_file}")
+        cfg = cfg.model_copy(update={"alerts_token": SecretStr(token_file.read_text().strip())})
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print(
+            "[yellow]PREFECT_API_URL is not set:[/] alerts are stored, but start no retrain "
+            "until a Prefect API is configured (`retrain up` sets it)."
+        )
+    receiver = create_app_from_settings(cfg)
+    console.print(f"alert receiver on http://{cfg.alerts_host}:{cfg.alerts_port}/alerts/<source>")
+    uvicorn.run(receiver, host=cfg.alerts_host, port=cfg.alerts_port, log_level="warning")
+
+
+@alerts_app.command()
+def send(
+    model: str = typer.Argument(..., help="Model the alert is about."),
+    reason: str = typer.Option("manual alert", help="Why (kept in the inbox)."),
+    resolved: bool = typer.Option(False, "--resolved", help="Send a resolved alert."),
+    url: str | None = typer.Option(None, help="Receiver base URL (default: from settings)."),
+) -> None:
+    """Post a generic alert to the receiver, authenticated like a monitoring system would."""
+    import json
+
+    import httpx
+
+    from registry.errors import ConfigError
+    from retrain.alerts import sign_body
+
+    cfg = settings()
+    body = json.dumps(
+        {"model": model, "status": "resolved" if resolved else "firing", "reason": reason}
+    ).encode()
+    headers = {"Content-Type": "application/json"}
+    if cfg.alerts_hmac_secret is not None:
+        headers |= sign_body(cfg.alerts_hmac_secret.get_secret_value(), body)
+    else:
+        token = cfg.alerts_token.get_secret_value() if cfg.alerts_token else None
+        token = token or _local_token(cfg.home).read_text().strip()
+        headers["Authorization"] = f"Bearer {token}"
+    base = url or f"http://{cfg.alerts_host}:{cfg.alerts_port}"
+    try:
+        response = httpx.post(f"{base}/alerts/generic", content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        raise ConfigError(
+            f"alert receiver at {base} unreachable ({exc}); is `retrain up` running?"
+        ) from exc
+    if response.status_code != 202:
+        raise ConfigError(f"receiver answered {response.status_code}: {response.text.strip()}")
+    console.print(json.dumps(response.json()), highlight=False)
+
+
+def _local_token(home: Path) -> Path:
+    """A bearer token kept in the home folder (owner-only), made on first use."""
+    import secrets
+
+    path = home / "alerts-token"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+    return path

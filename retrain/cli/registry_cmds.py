@@ -88,7 +88,14 @@ def ls() -> None:
 
 
 @registry_app.command("verify")
-def verify() -> None:
+def verify(
+    quarantine: Annotated[
+        bool,
+        typer.Option(
+            "--quarantine", help="Move corrupt blobs aside so a re-put of the bytes restores them."
+        ),
+    ] = False,
+) -> None:
     """Re-hash every blob; list corrupt or missing ones (exit 1 if any)."""
     with open_registry() as reg:
         counter = TextColumn("{task.completed}/{task.total}")
@@ -99,7 +106,7 @@ def verify() -> None:
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = reg.verify(progress=advance)
+            report = reg.verify(progress=advance, quarantine=quarantine)
     console.print(
         f"checked {report.checked} blobs ({_size(report.bytes_checked)}); "
         f"{len(report.problems)} problem(s), {len(report.orphans)} orphan(s) awaiting gc",
@@ -108,6 +115,8 @@ def verify() -> None:
     if report.problems:
         rows = [{"digest": p.digest, "problem": p.problem} for p in report.problems]
         console.print(render_table("blobs that failed verification", rows))
+        if quarantine:
+            console.print("corrupt blobs moved aside; put their original bytes again to restore")
         raise typer.Exit(1)
 
 

@@ -14,7 +14,9 @@ __all__ = ["canary", "rollback", "serve", "traffic"]
 
 
 def _server_url(url: str | None) -> str:
-    return url or f"http://{settings().serve_host}:{settings().serve_port}"
+    from retrain.wiring import serving_url
+
+    return url or serving_url(settings())
 
 
 @app.command("serve")
@@ -105,8 +107,10 @@ def canary(
 ) -> None:
     """Release VERSION of NAME as a canary: step through weights, promote or roll back."""
     from pydantic import ValidationError
+    from rich.progress import BarColumn, Progress, TextColumn
 
-    from tasks.canary import CanaryPolicy, run_canary
+    from retrain.wiring import build_metrics_source
+    from tasks.canary import CanaryPolicy, StepRecord, run_canary
     from tasks.canary_sources import MetricsSource, PrometheusSource, ServerStatsSource
 
     try:
@@ -118,11 +122,27 @@ def canary(
         )
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"bad canary options: {str(exc).splitlines()[0]}") from exc
-    source: MetricsSource = (
-        PrometheusSource(prometheus) if prometheus else ServerStatsSource(_server_url(server))
-    )
-    with open_registry() as registry, console.status(f"canary {name} v{version} ..."):
-        outcome = run_canary(registry, name, version, policy, source, actor="cli")
+    source: MetricsSource
+    if prometheus:
+        source = PrometheusSource(prometheus)
+    elif server:
+        source = ServerStatsSource(server)
+    else:  # the settings decide: RETRAIN_PROMETHEUS_URL, else the model server's own stats
+        source = build_metrics_source(settings())
+    progress = Progress(
+        TextColumn("canary {task.description}"), BarColumn(), TextColumn("{task.fields[last]}"),
+        console=console,
+    )  # fmt: skip
+    with open_registry() as registry, progress:
+        task = progress.add_task(f"{name} v{version}", total=len(policy.steps), last="")
+
+        def show(step: StepRecord) -> None:
+            verdict = step.analysis.verdict
+            last = f"step {step.step} at {step.weight:g}%: {verdict}"
+            advance = 1 if verdict == "success" and step.step <= len(policy.steps) else 0
+            progress.update(task, advance=advance, last=last)
+
+        outcome = run_canary(registry, name, version, policy, source, actor="cli", on_step=show)
     console.print(render_table(f"canary {name} v{version}", [s.row() for s in outcome.steps]))
     colour = "green" if outcome.promoted else "red"
     console.print(f"[{colour}]{outcome.status}[/]: {outcome.reason}", highlight=False)

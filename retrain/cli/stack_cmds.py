@@ -30,7 +30,9 @@ def up(
     services = [
         Service(
             "prefect-server",
-            python_argv_prefect("server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)),
+            python_argv_prefect(
+                "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)
+            ),
             url=prefect_url,
             ready_url=f"{prefect_url}/api/health",
             env=prefect_env,

@@ -191,3 +191,35 @@ def test_writer_killed_mid_put_leaves_nothing_under_the_final_key(
 @pytest.fixture
 def settings_urls(tmp_path: Path) -> tuple[str, str]:
     return f"sqlite:///{tmp_path / 'catalog.db'}", (tmp_path / "blobs").as_uri()
+
+
+def test_gc_between_blob_and_row_makes_the_put_store_the_bytes_again(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(registry)
+    real_put = store.put_bytes
+    collected: list[int] = []
+
+    def put_then_collect(data: bytes, **hints: bool) -> object:
+        stored = real_put(data, **hints)
+        if not collected:  # gc runs in the gap between the blob write and the row
+            collected.append(len(registry.gc(timedelta(0), dry_run=False).collected))
+        return stored
+
+    monkeypatch.setattr(store, "put_bytes", put_then_collect)
+    digest = registry.put_bytes(b"raced with gc")
+    assert collected == [1]
+    assert registry.catalog.get_blob(digest) is not None
+    assert registry.get_bytes(digest) == b"raced with gc"
+
+
+def test_fresh_hint_hashes_while_writing_and_still_dedups(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = os.urandom(17 * 1024 * 1024)  # above the size where hashing runs beside the write
+    first = store.put_bytes(data, fresh=True)
+    again = store.put_bytes(data, fresh=True)  # a wrong hint costs a write, never a duplicate
+    assert first.written and not again.written
+    assert first.digest == again.digest == digest_bytes(data)
+    assert store.get_bytes(first.digest) == data
+    assert [b.digest for b in store.list()] == [first.digest]
+    assert list(store.root.glob("sha256/**/.tmp-*")) == []

@@ -154,8 +154,10 @@ def test_runs_are_tracked_in_mlflow(
     assert run.data.tags["bundle_digest"] == result.bundle_digest
     assert run.data.tags["registry_version"] == str(result.version)
     assert run.data.params["learning_rate"] == str(FAST.learning_rate)
-    history = MlflowClient(settings.tracking_uri).get_metric_history(run.info.run_id, "val_loss")
-    assert [m.step for m in history] == list(range(result.epochs))
+    client = MlflowClient(settings.tracking_uri)
+    for name in ("train_loss", "val_loss"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in history] == list(range(result.epochs))
     assert run.info.status == "FINISHED"
 
 

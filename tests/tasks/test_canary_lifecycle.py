@@ -1,0 +1,131 @@
+"""No half-released state: locks, interrupted and crashed releases, first release, rollback."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from registry.errors import ConfigError
+from registry.store import Registry
+from retrain.cli import main
+from retrain.cli.app import app
+from retrain.cli.common import settings as cli_settings
+from retrain.settings import Settings
+from serving.errors import ReleaseLockedError
+from serving.release_state import (
+    ReleaseStateReader,
+    acquire_release_lock,
+    publish_weight,
+    repair_releases,
+)
+from serving.testing import register_test_bundle
+from tasks.canary import CanaryPolicy, run_canary
+from tasks.canary_sources import MetricsSnapshot
+from tasks.rollback import rollback
+
+MODEL = "loans"
+POLICY = CanaryPolicy(steps=[50, 100], interval_s=0.01, min_requests=1, settle_timeout_s=0)
+
+
+class InterruptingSource:
+    """A metrics source whose process is 'killed' (KeyboardInterrupt) mid-release."""
+
+    def __init__(self, after: int) -> None:
+        self.calls, self.after = 0, after
+
+    def snapshot(self, model: str) -> MetricsSnapshot:
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt
+        return MetricsSnapshot({})
+
+
+def test_two_releases_of_one_model_never_overlap(registry: Registry) -> None:
+    register_test_bundle(registry, MODEL, champion=True)
+    first = register_test_bundle(registry, MODEL, tag="a")
+    second = register_test_bundle(registry, MODEL, tag="b")
+    lease = acquire_release_lock(registry.catalog, MODEL, first, ttl_s=60, actor="t")
+    with pytest.raises(ReleaseLockedError, match="in progress"):
+        run_canary(registry, MODEL, second, POLICY, InterruptingSource(100))
+    lease.release()
+    assert registry.catalog.get_alias(MODEL, "release-lock") is None
+
+
+def test_an_interrupted_release_leaves_the_champion_at_full_traffic(registry: Registry) -> None:
+    register_test_bundle(registry, MODEL, champion=True)
+    candidate = register_test_bundle(registry, MODEL, tag="c")
+    with pytest.raises(KeyboardInterrupt):
+        run_canary(registry, MODEL, candidate, POLICY, InterruptingSource(2))
+    state = ReleaseStateReader(registry.catalog).read(MODEL)
+    assert (state.champion, state.canary, state.weight, state.locked_by) == (1, None, 0.0, None)
+    assert registry.catalog.get_model_version(MODEL, candidate).status == "rejected"
+    assert registry.catalog.events(MODEL, kinds=["canary.aborted"])
+
+
+def test_repair_clears_a_crashed_release_but_not_a_live_one(registry: Registry) -> None:
+    register_test_bundle(registry, MODEL, champion=True)
+    candidate = register_test_bundle(registry, MODEL, tag="crashed")
+    acquire_release_lock(registry.catalog, MODEL, candidate, ttl_s=30, actor="t")  # never released
+    publish_weight(registry.catalog, MODEL, candidate, 25.0)
+    registry.catalog.set_alias(MODEL, "canary", candidate, expected=None, reason="t", actor="t")
+    assert repair_releases(registry.catalog) == []  # the lease is still live
+    assert ReleaseStateReader(registry.catalog).read(MODEL).weight == 25.0
+    assert repair_releases(registry.catalog, now=time.time() + 31) == [MODEL]
+    state = ReleaseStateReader(registry.catalog).read(MODEL)
+    assert (state.champion, state.canary, state.weight, state.locked_by) == (1, None, 0.0, None)
+    aborted = registry.catalog.events(MODEL, kinds=["canary.aborted"])
+    assert aborted and aborted[-1].payload == {"repair": True}
+
+
+def test_first_version_is_promoted_without_a_canary(registry: Registry) -> None:
+    first = register_test_bundle(registry, MODEL)
+    outcome = run_canary(registry, MODEL, first, POLICY, InterruptingSource(0))
+    assert outcome.status == "promoted" and outcome.steps == []
+    assert registry.catalog.get_alias(MODEL, "champion") == first
+
+
+def test_policy_rejects_bad_steps() -> None:
+    with pytest.raises(ValueError, match="increase"):
+        CanaryPolicy(steps=[50, 25])
+    with pytest.raises(ValueError, match="percentages"):
+        CanaryPolicy(steps=[0, 100])
+
+
+def test_rollback_goes_to_the_last_good_champion(registry: Registry) -> None:
+    for tag in ("v1", "v2", "v3"):
+        register_test_bundle(registry, MODEL, tag=tag, champion=True)
+    assert rollback(registry, MODEL, reason="v3 bad").to_version == 2
+    assert rollback(registry, MODEL, reason="v2 bad too").to_version == 1  # skips rejected v3
+    with pytest.raises(ConfigError, match="no earlier champion"):
+        rollback(registry, MODEL, reason="again")
+    assert rollback(registry, MODEL, 2, reason="explicit").to_version == 2
+
+
+def test_rollback_command(
+    registry: Registry,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RETRAIN_HOME", str(settings.home))
+    cli_settings.cache_clear()
+    try:
+        register_test_bundle(registry, MODEL, champion=True)
+        result = CliRunner().invoke(app, ["rollback", MODEL, "--reason", "nothing to go to"])
+        assert isinstance(result.exception, ConfigError)
+        monkeypatch.setattr(sys, "argv", ["retrain", "rollback", MODEL, "--reason", "x"])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 2
+        assert "error:" in capsys.readouterr().err
+        register_test_bundle(registry, MODEL, tag="v2", champion=True)
+        result = CliRunner().invoke(app, ["rollback", MODEL, "--reason", "bad v2"])
+        assert result.exit_code == 0, result.output
+        assert registry.catalog.get_alias(MODEL, "champion") == 1
+        rolled = registry.catalog.events(MODEL, kinds=["model.rolled_back"])
+        assert rolled[-1].reason == "bad v2" and rolled[-1].actor == "cli"
+    finally:
+        cli_settings.cache_clear()
