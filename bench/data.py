@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +56,21 @@ def main() -> None:
     detect_drift(simulate(2_000, seed=9), simulate(2_000, seed=10), render=False)
     for rows in sizes:
         print(f"--- {rows:,} rows")
-        t, frame = best_of(5, lambda n=rows: simulate(n, seed=1))
+        t, frame = best_of(5, partial(simulate, rows, seed=1))
         line("simulate (stable)", rows, t, "budget >= 1,000,000 rows/s")
-        t, _ = best_of(2, lambda f=frame: to_parquet_bytes(f))
+        t, _ = best_of(2, partial(to_parquet_bytes, frame))
         line("snapshot (deterministic parquet)", rows, t)
-        t, result = best_of(3, lambda f=frame: validate_frame(f))
+        t, result = best_of(3, partial(validate_frame, frame))
         line("validate (GX, 63 expectations)", rows, t, f"budget <= 2 s at 1M; ok={result.success}")
         current = simulate(rows, scenario="covariate_shift", seed=2)
-        ours_t, ours = best_of(1, lambda f=frame, c=current: detect_drift(f, c))
+        ours_t, ours = best_of(1, partial(detect_drift, frame, current))
         line(
             "drift, ours (50k seeded sample)",
             rows,
             ours_t,
             f"budget <= 15 s at 1M vs 1M; drifted={ours.drifted} share={ours.drifted_share:.2f}",
         )
-        full_t, full = best_of(1, lambda f=frame, c=current: detect_drift(f, c, FULL))
+        full_t, full = best_of(1, partial(detect_drift, frame, current, FULL))
         line(
             "drift, Evidently on all rows",
             rows,

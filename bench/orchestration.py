@@ -49,8 +49,8 @@ def _serve(home: str, port: int, mode: str) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from retrain.alert_dispatch import PrefectLauncher, RecordingLauncher
     from retrain.alerts import create_app
+    from retrain.launchers import PrefectLauncher, RecordingLauncher
     from retrain.settings import Settings
     from retrain.wiring import build_registry
 
@@ -190,6 +190,15 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
     return await asyncio.open_connection("127.0.0.1", port)
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -200,6 +209,8 @@ def bench_webhook_ack(*, rate: float, seconds: float) -> None:
     count = int(rate * seconds)
     requests = _requests(count + 200)
     results: dict[str, tuple[list[float], int]] = {}
+    cpu_ms: dict[str, float | None] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         _register_models(home, MODELS)
@@ -207,15 +218,24 @@ def bench_webhook_ack(*, rate: float, seconds: float) -> None:
             proc, port = _start_server(home, mode)
             try:
                 asyncio.run(_open_loop(port, requests[:200], rate))  # warm-up
+                cpu_start = _cpu_seconds(proc.pid)
                 results[mode] = asyncio.run(_open_loop(port, requests[200:], rate))
+                cpu_end = _cpu_seconds(proc.pid)
+                if cpu_start is not None and cpu_end is not None:
+                    cpu_ms[mode] = (cpu_end - cpu_start) * 1000.0 / count
             finally:
                 proc.terminate()
                 proc.wait(10)
-    print(f"webhook ack at {rate:.0f} alerts/s, {count} alerts, loopback, 2 processes:")
+    print(
+        f"webhook ack at {rate:.0f} alerts/s, {count} alerts, loopback, 2 processes "
+        f"(load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):"
+    )
     for mode, (lat, errors) in results.items():
+        cpu = cpu_ms.get(mode)
+        cpu_text = f"  server CPU {cpu:.2f} ms/alert" if cpu is not None else ""
         print(
             f"  {mode:9s} p50 {_pct(lat, 50):6.2f} ms  p95 {_pct(lat, 95):6.2f} ms  "
-            f"p99 {_pct(lat, 99):6.2f} ms  max {max(lat):7.2f} ms  non-202: {errors}"
+            f"p99 {_pct(lat, 99):6.2f} ms  max {max(lat):7.2f} ms  non-202: {errors}{cpu_text}"
         )
     p99 = _pct(results["receiver"][0], 99)
     ratio = p99 / _pct(results["bare"][0], 99)

@@ -143,18 +143,36 @@ def bench_training(
     plain_fit(warm, 1, 512, device, precision.startswith("bf16"))
     trained_rows = int(rows * 0.8) * epochs
     # Best of N, interleaved: on a shared machine the minimum is the least disturbed run.
-    t_plain, t_light = float("inf"), float("inf")
+    # CPU time (this process) is reported too: it is far less sensitive to other load.
+    bf16 = precision.startswith("bf16")
+    plain, light = (float("inf"), float("inf")), (float("inf"), float("inf"))
     for _ in range(repeats):
-        t_plain = min(t_plain, plain_fit(data, epochs, 1024, device, precision.startswith("bf16")))
-        t_light = min(t_light, lightning_fit(data, epochs, 1024, device, precision))
+        plain = _best(plain, _timed(plain_fit, data, epochs, 1024, device, bf16))
+        light = _best(light, _timed(lightning_fit, data, epochs, 1024, device, precision))
     label = (
         f"{device} {precision}, {rows} rows x {n_numeric + 4} features, {epochs} epochs, "
-        f"best of {repeats}"
+        f"batch 1024, best of {repeats}"
     )
     print(f"training throughput ({label}):")
-    print(f"  plain PyTorch loop : {t_plain:7.2f} s  {trained_rows / t_plain:12,.0f} rows/s")
-    print(f"  Lightning          : {t_light:7.2f} s  {trained_rows / t_light:12,.0f} rows/s")
-    print(f"  ratio Lightning/plain time: {t_light / t_plain:.2f}x (target <= 1.30x)")
+    for name, (wall, cpu) in (("plain PyTorch loop", plain), ("Lightning", light)):
+        print(
+            f"  {name:<18}: {wall:6.2f} s wall {trained_rows / wall:10,.0f} rows/s | "
+            f"{cpu:6.2f} s CPU {trained_rows / cpu:10,.0f} rows/s"
+        )
+    print(
+        f"  ratio Lightning/plain time: wall {light[0] / plain[0]:.2f}x, "
+        f"CPU {light[1] / plain[1]:.2f}x (target <= 1.30x)"
+    )
+
+
+def _timed(fn: Any, *args: Any) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _best(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return min(a[0], b[0]), min(a[1], b[1])
 
 
 def bench_gate(rows: int, resamples: int) -> None:
@@ -165,24 +183,26 @@ def bench_gate(rows: int, resamples: int) -> None:
     y = rng.random(rows) < 0.2
     cand = np.clip(y * 0.30 + rng.random(rows) * 0.7, 0, 1).astype(np.float32).astype(float)
     champ = np.clip(y * 0.25 + rng.random(rows) * 0.75, 0, 1).astype(np.float32).astype(float)
-    start = time.perf_counter()
     result = paired_bootstrap("roc_auc", y, cand, champ, resamples=resamples, seed=0)
-    t_fast = time.perf_counter() - start
+    fast = (float("inf"), float("inf"))
+    for _ in range(2):  # best of two, as above
+        boot = partial(paired_bootstrap, resamples=resamples, seed=0)
+        fast = _best(fast, _timed(boot, "roc_auc", y, cand, champ))
     naive_n = 50
     start = time.perf_counter()
     for _ in range(naive_n):
         idx = rng.integers(0, rows, rows)
         roc_auc(y[idx], cand[idx]) - roc_auc(y[idx], champ[idx])
     t_naive = (time.perf_counter() - start) / naive_n * resamples
-    print(f"gate bootstrap (roc_auc, {rows} rows x {resamples} resamples):")
+    print(f"gate bootstrap (roc_auc, {rows} rows x {resamples} resamples, best of 2):")
     print(
-        f"  vectorised paired bootstrap: {t_fast:6.2f} s  CI [{result.low:+.4f}, "
-        f"{result.high:+.4f}]"
+        f"  vectorised paired bootstrap: {fast[0]:6.2f} s wall, {fast[1]:.2f} s CPU; "
+        f"CI [{result.low:+.4f}, {result.high:+.4f}]"
     )
-    print(f"  naive per-resample loop    : {t_naive:6.2f} s (extrapolated from {naive_n})")
+    print(f"  naive per-resample loop    : {t_naive:6.2f} s wall (extrapolated from {naive_n})")
     print(
-        f"  speed-up: {t_naive / t_fast:.1f}x; target <= 2 s: "
-        f"{'met' if t_fast <= 2.0 else 'missed'}"
+        f"  speed-up: {t_naive / fast[0]:.1f}x; target <= 2 s: wall "
+        f"{'met' if fast[0] <= 2.0 else 'missed'}, CPU {'met' if fast[1] <= 2.0 else 'missed'}"
     )
     _bench_full_gate(rows, resamples)
 
@@ -211,13 +231,13 @@ def _bench_full_gate(rows: int, resamples: int) -> None:
         v2 = train_model(registry, simulate(5000, seed=2), **kw).version
         holdout = simulate(rows, seed=3)
         rules = GateRules(bootstrap_resamples=resamples, slices=["region"])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         decision = evaluate_candidate(registry, "bench", v2, holdout, rules, against=v1)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         registry.close()
     print(
         f"  whole evaluate_candidate ({rows} rows, {resamples} resamples, slices, "
-        f"{rules.latency_samples} latency probes, recorded): {elapsed:.2f} s "
+        f"{rules.latency_samples} latency probes, recorded): {elapsed:.2f} s wall, {cpu:.2f} s CPU "
         f"(verdict {decision.verdict}, p95 latency {decision.latency_p95_ms:.2f} ms)"
     )
 

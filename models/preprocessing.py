@@ -18,7 +18,7 @@ import pandas as pd
 
 from models.errors import InvalidInstanceError, TrainingError
 
-__all__ = ["UNKNOWN_CODE", "Preprocessor"]
+__all__ = ["UNKNOWN_CODE", "Preprocessor", "target_values"]
 
 UNKNOWN_CODE = 0
 _MIN_STD = 1e-6
@@ -175,6 +175,25 @@ class Preprocessor:
             target_mean=float(data["target"]["mean"]),
             target_std=float(data["target"]["std"]),
         )
+
+
+def target_values(frame: pd.DataFrame, target: str, task: str) -> np.ndarray:
+    """The target column as float64, checked: binary targets hold only 0 and 1."""
+    if task not in ("binary", "regression"):
+        raise TrainingError(f"unknown task {task!r}; use binary or regression")
+    if target not in frame.columns:
+        raise TrainingError(f"training data has no target column {target!r}")
+    if len(frame) < 10:
+        raise TrainingError(f"training data has {len(frame)} rows; at least 10 are needed")
+    try:
+        y: np.ndarray = frame[target].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"target {target!r} must be numeric") from exc
+    if not np.isfinite(y).all():
+        raise TrainingError(f"target {target!r} has missing values; validate the data first")
+    if task == "binary" and not np.isin(y, (0.0, 1.0)).all():
+        raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
+    return y
 
 
 def _numeric_column(series: pd.Series, name: str) -> np.ndarray:

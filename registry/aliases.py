@@ -39,7 +39,7 @@ class AliasMixin(EventLogMixin):
         actor: str,
     ) -> None:
         """Point ``alias`` at ``version`` (None clears it) only if it now points at ``expected``."""
-        check_name("alias", alias)
+        check_name("alias", alias, longest=64)
 
         def op(s: Session) -> None:
             key = (AliasRow.model == model) & (AliasRow.alias == alias)

@@ -76,7 +76,11 @@ class EventLogMixin(CatalogBase):
         limit: int | None = None,
     ) -> list[EventRecord]:
         """Events oldest first. With ``since_id`` the first ``limit`` after it (paging);
-        without, the latest ``limit`` (a tail)."""
+        without, the latest ``limit`` (a tail).
+
+        Ids follow insertion, not commit: with several writers at once on PostgreSQL an event
+        may become visible after one with a higher id, so a poller that must see every event
+        should re-read a short overlap behind its last id."""
         query = select(EventRow)
         if model is not None:
             query = query.where(EventRow.model == model)

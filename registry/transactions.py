@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.database import retrying, unavailable
@@ -66,6 +66,11 @@ class CatalogBase:
             return retrying(attempt, url=self.database_url)
         except IntegrityError:
             raise
+        except DataError as exc:
+            detail = str(exc.orig).strip().splitlines()[0]
+            raise ConfigError(
+                f"the registry database refused a value ({detail}): shorten or fix it"
+            ) from exc
         except DBAPIError as exc:
             raise unavailable(exc, self.database_url) from exc
 
@@ -114,10 +119,12 @@ class CatalogBase:
         self.engine.dispose()
 
 
-def check_name(kind: str, value: str) -> str:
+def check_name(kind: str, value: str, *, longest: int = 200) -> str:
     """``value`` if it is usable as a model, dataset or alias name; ConfigError otherwise."""
-    if not value or len(value) > 200 or value != value.strip():
-        raise ConfigError(f"{kind} name {value!r} must be 1-200 characters without outer spaces")
+    if not value or len(value) > longest or value != value.strip():
+        raise ConfigError(
+            f"{kind} name {value!r} must be 1-{longest} characters without outer spaces"
+        )
     return value
 
 

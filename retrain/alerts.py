@@ -39,8 +39,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from registry.errors import ConfigError, RegistryError
-from retrain.alert_dispatch import AlertDispatcher, PrefectLauncher, RetrainLauncher
+from retrain.alert_dispatch import AlertDispatcher
 from retrain.alert_payloads import SOURCES, AlertPayloadError, AlertSignal, parse_alerts
+from retrain.launchers import PrefectLauncher, RetrainLauncher
 from retrain.spec_store import PipelineSummary, list_registered_pipelines
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ TIMESTAMP_HEADER = "x-retrain-timestamp"
 SIGNATURE_HEADER = "x-retrain-signature"
 log = logging.getLogger(__name__)
 # Background work waits for this long without a request before it counts as quiet.
-_QUIET_S = 0.003
+_QUIET_S = 0.02
 
 
 class _Refused(Exception):

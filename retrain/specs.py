@@ -12,7 +12,6 @@ A mistake in a spec is reported as one line naming the field, for example::
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.config import ModelConfig, TrainingConfig
 from registry.errors import ConfigError
+from retrain.spec_yaml import UniqueKeyLoader, describe_first_error
 from tasks.canary import CanaryPolicy
 from tasks.drift import DriftPolicy
 from tasks.gate import GateRules
@@ -38,7 +38,6 @@ __all__ = [
     "TriggerSpec",
     "canonical_json",
     "default_spec_paths",
-    "describe_first_error",
     "load_spec",
     "parse_spec",
     "spec_digest",
@@ -226,7 +225,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
 def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
     """Validate spec ``text`` (YAML or JSON); ``source`` names it in error messages."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -242,72 +241,4 @@ def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"spec {source}: {describe_first_error(exc)}") from exc
-
-
-def describe_first_error(exc: ValidationError) -> str:
-    """The first validation error as ``field.path: message``, noting how many more there are."""
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = tuple(first["loc"])
-    path = _dotted(loc)
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field" + _suggestion(loc)
-    elif first["type"] == "missing":
-        message = "required field is missing"
-    elif first["type"] != "value_error" and "input" in first and _short(first["input"]):
-        message += f" (got {first['input']!r})"
-    line = f"{path}: {message}" if path else message
-    if len(errors) > 1:
-        more = len(errors) - 1
-        line += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return line
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _short(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool) and len(repr(value)) <= 40
-
-
-def _suggestion(loc: tuple[int | str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for a misspelt field, found by walking the spec's models."""
-    model: Any = PipelineSpec
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return ""
-        model = field.annotation
-    names = list(getattr(model, "model_fields", {}))
-    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (known: {', '.join(names)})" if names else ""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses duplicate keys instead of silently keeping the last."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
+        raise ConfigError(f"spec {source}: {describe_first_error(exc, PipelineSpec)}") from exc

@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from serving.errors import BundleLoadError
-from serving.release_state import ReleaseStateReader, previous_champion
+from serving.release_state import (
+    ReleaseState,
+    ReleaseStateReader,
+    previous_champion,
+    repair_releases,
+)
 from serving.routing import LoadedModel, Route
 
 if TYPE_CHECKING:
@@ -64,6 +69,7 @@ class AliasFollower:
         self.models = list(models) if models else None  # None: every model in the catalog
         self.poll_interval_s = poll_interval_s
         self.routes: dict[str, Route] = {}
+        self.desired: dict[str, ReleaseState] = {}  # what the registry asks for, per model
         self.load_errors: dict[tuple[str, int], str] = {}
         self.load_failures: dict[tuple[str, int], int] = {}
         self.last_poll_error: str | None = None
@@ -72,6 +78,7 @@ class AliasFollower:
         self._warm: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._warm_limit = max(2, warm_versions)
         self._failed_at: dict[tuple[str, int], float] = {}
+        self._repaired_at: dict[str, float] = {}
         self._retry_failed_s = retry_failed_s
         self._loader = loader
         self._stop = threading.Event()
@@ -122,6 +129,9 @@ class AliasFollower:
 
     def _sync(self, model: str) -> None:
         state = self._reader.read(model)
+        self.desired[model] = state
+        if state.orphaned:  # routed at 0% already; also clean the registry, now and then
+            self._repair(model)
         old = self.routes.get(model)
         champion = old.champion if old is not None else None
         if state.champion is not None and (champion is None or champion.version != state.champion):
@@ -133,6 +143,16 @@ class AliasFollower:
         route = Route(model, champion, canary, weight, state.shadow and canary is not None)
         if route != old:
             self.routes[model] = route  # one assignment: requests see old or new, never half
+
+    def _repair(self, model: str) -> None:
+        now = time.monotonic()
+        if now - self._repaired_at.get(model, float("-inf")) < 5.0:
+            return
+        self._repaired_at[model] = now
+        try:
+            repair_releases(self.registry.catalog, [model], actor="model-server")
+        except Exception as exc:
+            log.warning("could not repair the release of %s: %s", model, exc)
 
     def _get(self, model: str, version: int) -> LoadedModel | None:
         key = (model, version)
@@ -188,6 +208,7 @@ class AliasFollower:
     def status(self, model: str) -> dict[str, Any]:
         """What ``GET /v1/models/<name>`` shows."""
         route = self.routes.get(model)
+        desired = self.desired.get(model)
 
         def describe(loaded: LoadedModel | None, share: float) -> dict[str, Any] | None:
             if loaded is None:
@@ -207,6 +228,14 @@ class AliasFollower:
             "champion": describe(route.champion if route else None, champion_share),
             "canary": describe(route.canary if route else None, weight),
             "shadow": bool(route and route.shadow),
+            "registry": None
+            if desired is None
+            else {
+                "champion": desired.champion,
+                "canary": desired.canary,
+                "canary_weight": desired.weight,
+                "release_in_progress": desired.locked_by is not None,
+            },
             "warm_versions": self.warm_versions(model),
             "load_errors": {str(v): msg for (m, v), msg in self.load_errors.items() if m == model},
             "poll_error": self.last_poll_error,

@@ -58,29 +58,48 @@ class ReleaseState:
     weight: float  # percent of traffic routed to the canary, 0..100 (0 when no canary)
     shadow: bool  # canary scored on mirrored traffic only; the champion answers
     locked_by: int | None  # version whose release holds the lock, if any
+    orphaned: bool = False  # a canary whose release is gone (no lock or lease expired)
 
 
 class ReleaseStateReader:
-    """Reads ``ReleaseState`` incrementally: two small queries per poll, whatever the history."""
+    """Reads ``ReleaseState`` incrementally: two small queries per poll, whatever the history.
+
+    A canary is only routed while a live release holds the lock: one whose process died gets
+    0% at once (``orphaned``), before anyone runs ``repair_releases``.
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self._last_id: dict[str, int] = {}
         self._weight: dict[str, dict[str, Any]] = {}
+        self._lease_until: dict[str, float] = {}
 
     def read(self, model: str) -> ReleaseState:
         """The current state of ``model`` (one alias query plus new weight events)."""
         aliases = self._catalog.aliases(model)
         since = self._last_id.get(model)
-        # First read: only the latest weight matters (a tail of one); then page after it.
-        limit = 1 if since is None else None
-        for event in self._catalog.events(model, kinds=[WEIGHT_EVENT], since_id=since, limit=limit):
-            self._last_id[model] = max(self._last_id.get(model, 0), event.id)
-            self._weight[model] = dict(event.payload)
+        if since is None:  # first read: only the latest of each kind matters (tails of one)
+            events = [
+                *self._catalog.events(model, kinds=[WEIGHT_EVENT], limit=1),
+                *self._catalog.events(model, kinds=[LEASE_EVENT], limit=1),
+            ]
+            self._last_id[model] = 0
+        else:
+            events = self._catalog.events(model, kinds=[WEIGHT_EVENT, LEASE_EVENT], since_id=since)
+        for event in sorted(events, key=lambda e: e.id):
+            self._last_id[model] = max(self._last_id[model], event.id)
+            if event.kind == WEIGHT_EVENT:
+                self._weight[model] = dict(event.payload)
+            else:
+                self._lease_until[model] = float(event.payload.get("expires_at", 0.0))
         canary = aliases.get(CANARY_ALIAS)
+        locked_by = aliases.get(LOCK_ALIAS)
+        orphaned = canary is not None and (
+            locked_by is None or self._lease_until.get(model, 0.0) <= time.time()
+        )
         latest = self._weight.get(model, {})
         weight, shadow = 0.0, False
-        if canary is not None and latest.get("version") == canary:
+        if canary is not None and not orphaned and latest.get("version") == canary:
             weight = float(latest.get("weight", 0.0))
             shadow = bool(latest.get("shadow", False))
         return ReleaseState(
@@ -89,7 +108,8 @@ class ReleaseStateReader:
             canary=canary,
             weight=max(0.0, min(100.0, weight)),
             shadow=shadow,
-            locked_by=aliases.get(LOCK_ALIAS),
+            locked_by=locked_by,
+            orphaned=orphaned,
         )
 
 

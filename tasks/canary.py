@@ -97,9 +97,15 @@ class StepRecord:
     weight: float
     analysis: StepAnalysis
     elapsed_s: float
+    phase: Literal["canary", "watch"] = "canary"  # watch: after promotion, can still roll back
 
     def row(self) -> dict[str, Any]:
-        return {"step": self.step, "weight": self.weight, **self.analysis.row()}
+        return {
+            "phase": self.phase,
+            "step": self.step,
+            "weight": self.weight,
+            **self.analysis.row(),
+        }
 
 
 @dataclass
@@ -303,7 +309,8 @@ class _Release:
             analysis = analyse_window(
                 now, self.baseline, limits, min_requests=self.policy.min_requests
             )
-            self.record(StepRecord(len(self.policy.steps) + window, 100.0, analysis, 0.0))
+            elapsed = self.policy.interval_s
+            self.record(StepRecord(window, 100.0, analysis, elapsed, phase="watch"))
             if analysis.verdict == "failure" and previous is not None:
                 reason = "watch window: " + "; ".join(analysis.reasons)
                 rollback(

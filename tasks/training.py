@@ -73,6 +73,8 @@ def train_model(
 ) -> TrainResult:
     """Fit on ``data`` (a frame, or a snapshot digest), store the bundle, register a candidate.
 
+    Under DDP only global rank zero stores and registers; other ranks return version 0.
+
     ``lineage`` extras (e.g. ``spec_digest``) go into the bundle manifest; ``run_info`` (e.g.
     ``flow_run_id``) differs per run, so it is recorded on the registry version only.
     """
@@ -84,7 +86,7 @@ def train_model(
     from models.callbacks import BestWeights, EpochMetrics, ProgressCallback
     from models.lightning_module import TabularModule
     from models.modules import TabularMLP, embedding_dims_for
-    from models.preprocessing import Preprocessor
+    from models.preprocessing import Preprocessor, target_values
     from models.tensor_data import TabularDataModule, split_indices
 
     started = time.perf_counter()
@@ -94,7 +96,7 @@ def train_model(
 
         dataset_digest, data = data, read_snapshot(registry, data)
     frame = data
-    y = _target(frame, target, task)
+    y = target_values(frame, target, task)
     train_idx, val_idx = split_indices(len(frame), tcfg.val_fraction, tcfg.seed)
     pre = Preprocessor.fit(
         frame.iloc[train_idx],
@@ -130,7 +132,7 @@ def train_model(
         dropout=mcfg.dropout,
         activation=mcfg.activation,
     )
-    module = TabularModule(net, task, tcfg.learning_rate, tcfg.weight_decay)  # type: ignore[arg-type]  # task checked by _target
+    module = TabularModule(net, task, tcfg.learning_rate, tcfg.weight_decay)  # type: ignore[arg-type]  # task checked by target_values
     datamodule = TabularDataModule(
         num,
         cat,
@@ -153,6 +155,11 @@ def train_model(
         **mcfg.model_dump(),
         **tcfg.model_dump(),
     }
+    from lightning.pytorch.utilities import rank_zero_only
+
+    # Under DDP every rank runs this function; only rank zero tracks, stores and registers.
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        tracker = None
     if tracker is not None:
         tags = {"model": model, "dataset_digest": digest_of_data, "inputs_digest": run_key}
         tracker.start(f"{model}-train", params, tags)
@@ -198,6 +205,20 @@ def train_model(
         raise
     finally:
         torch.set_num_threads(threads)
+    if not trainer.is_global_zero:
+        return TrainResult(
+            model,
+            0,
+            "",
+            {},
+            {},
+            trainer.current_epoch,
+            best.best_epoch,
+            resumed_from,
+            None,
+            time.perf_counter() - started,
+            len(frame),
+        )
     if best.weights is None:
         raise TrainingError("training produced no validation loss; check the data and settings")
     net.load_state_dict(best.weights)
@@ -258,24 +279,6 @@ def train_model(
         duration_s=time.perf_counter() - started,
         rows=len(frame),
     )
-
-
-def _target(frame: pd.DataFrame, target: str, task: str) -> np.ndarray:
-    if task not in ("binary", "regression"):
-        raise TrainingError(f"unknown task {task!r}; use binary or regression")
-    if target not in frame.columns:
-        raise TrainingError(f"training data has no target column {target!r}")
-    if len(frame) < 10:
-        raise TrainingError(f"training data has {len(frame)} rows; at least 10 are needed")
-    try:
-        y: np.ndarray = frame[target].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TrainingError(f"target {target!r} must be numeric") from exc
-    if not np.isfinite(y).all():
-        raise TrainingError(f"target {target!r} has missing values; validate the data first")
-    if task == "binary" and not np.isin(y, (0.0, 1.0)).all():
-        raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
-    return y
 
 
 def _validation_metrics(

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO, cast
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from registry.errors import ConfigError
 from retrain.cli.app import models_app, registry_app
-from retrain.cli.common import console, open_registry, render_table
+from retrain.cli.common import console, err_console, open_registry, render_table
 
 __all__ = ["parse_duration"]
 
@@ -37,6 +46,19 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+class _CountingReader:
+    """A file wrapper that reports how many bytes have been read (for the progress bar)."""
+
+    def __init__(self, handle: BinaryIO, advance: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._advance = advance
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._advance(len(chunk))
+        return chunk
+
+
 @registry_app.command("put")
 def put(
     file: Annotated[Path, typer.Argument(help="File to store.")],
@@ -44,11 +66,27 @@ def put(
         "application/octet-stream"
     ),
 ) -> None:
-    """Store FILE under its sha256 and print the digest."""
-    if not file.is_file():
-        raise ConfigError(f"{file} is not a readable file: check the path")
-    with open_registry() as reg, console.status(f"storing {file.name} ..."):
-        digest = reg.put_file(file, media_type=media_type)
+    """Store FILE under its sha256 and print the digest (progress goes to stderr)."""
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        raise ConfigError(
+            f"{file} is not a readable file ({exc.strerror}): check the path"
+        ) from exc
+    columns = (
+        TextColumn(f"storing {file.name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
+    with (
+        handle,
+        open_registry() as reg,
+        Progress(*columns, console=err_console, transient=True) as bar,
+    ):
+        task = bar.add_task("put", total=os.fstat(handle.fileno()).st_size)
+        reader = _CountingReader(handle, lambda n: bar.advance(task, n))
+        digest = reg.put_stream(cast(BinaryIO, reader), media_type=media_type)
     console.print(digest, highlight=False)
 
 

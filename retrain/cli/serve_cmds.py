@@ -38,11 +38,13 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the champion (and any canary) of each model, following registry aliases."""
+    import torch
     import uvicorn
 
     from serving.app import create_app
     from serving.faults import FaultInjector, parse_fault
 
+    torch.set_num_threads(1)  # one-row predictions: extra threads only add contention
     injector = FaultInjector()
     for text in fault or []:
         name, version, spec = parse_fault(text)
@@ -138,8 +140,8 @@ def canary(
 
         def show(step: StepRecord) -> None:
             verdict = step.analysis.verdict
-            last = f"step {step.step} at {step.weight:g}%: {verdict}"
-            advance = 1 if verdict == "success" and step.step <= len(policy.steps) else 0
+            last = f"{step.phase} {step.step} at {step.weight:g}%: {verdict}"
+            advance = 1 if verdict == "success" and step.phase == "canary" else 0
             progress.update(task, advance=advance, last=last)
 
         outcome = run_canary(registry, name, version, policy, source, actor="cli", on_step=show)

@@ -16,7 +16,7 @@ MODEL = "loan-default"
 def test_the_closed_loop_story(tmp_path: Path, prefect_harness: None) -> None:
     from retrain.demo import run_demo
 
-    rows = run_demo(Settings(home=tmp_path), rows=6000, epochs=5)
+    rows = run_demo(Settings(home=tmp_path), rows=10_000, epochs=6)
     decisions = [str(r["decision"]) for r in rows]
     what = [str(r["what happened"]) for r in rows]
 

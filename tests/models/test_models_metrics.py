@@ -30,7 +30,7 @@ def test_weighted_auc_equals_auc_of_the_resampled_rows() -> None:
         scores = np.round(rng.random(300), 1)  # many ties
         counts = rng.integers(0, 3, 300)
         order = np.argsort(scores, kind="stable")
-        got = _AucPlan(scores[order], y[order]).auc(counts[order][None, :].astype(np.float32))
+        got = _AucPlan(scores[order], y[order], order).auc(counts[None, :].astype(np.float32))
         rows = np.repeat(np.arange(300), counts)
         assert got[0] == pytest.approx(roc_auc(y[rows], scores[rows]), abs=1e-9)
 

@@ -97,20 +97,25 @@ def slow_put(args: list[str]) -> dict[str, object]:
         return {"digest": reg.put_stream(sys.stdin.buffer)}
 
 
+def s3_partial_put(args: list[str]) -> dict[str, object]:
+    """Upload a blob in parts read from stdin (the test kills this process part-way)."""
+    from registry.s3store import S3BlobStore
+
+    endpoint, bucket, prefix, digest, size = args
+    store = S3BlobStore(bucket, prefix, endpoint_url=endpoint, region="us-east-1")
+    part = 5 * 1024 * 1024
+    parts = iter(lambda: sys.stdin.buffer.read(part), b"")
+    return {"written": store._put_multipart(digest, int(size), parts).written}
+
+
 JOBS = {
     "open_new": open_new,
     "register": register,
     "put": put,
     "promote": promote,
     "slow_put": slow_put,
+    "s3_partial_put": s3_partial_put,
 }
 
 if __name__ == "__main__":
-    jobs = {
-        "open_new": open_new,
-        "register": register,
-        "put": put,
-        "promote": promote,
-        "slow_put": slow_put,
-    }
-    print(json.dumps(jobs[sys.argv[1]](sys.argv[2:])), flush=True)
+    print(json.dumps(JOBS[sys.argv[1]](sys.argv[2:])), flush=True)

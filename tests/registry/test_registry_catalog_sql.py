@@ -173,3 +173,17 @@ def test_alert_inbox_dedups_and_tracks_state(reg: Registry) -> None:
         cat.mark_alert(alert.id, "exploded")
     with pytest.raises(NotFoundError):
         cat.mark_alert(alert.id + 100, "ignored")
+
+
+def test_bad_names_and_over_long_values_are_one_line_errors(
+    reg: Registry, bundle: str, database_url: str
+) -> None:
+    reg.catalog.register_model_version("m", bundle, metrics={}, lineage={})
+    with pytest.raises(ConfigError, match="alias name"):
+        reg.catalog.set_alias("m", "c" * 65, 1, expected=None, reason="", actor="me")
+    with pytest.raises(ConfigError, match="model name"):
+        reg.catalog.register_model_version(" padded ", bundle, metrics={}, lineage={})
+    if database_url.startswith("postgresql"):  # SQLite does not enforce column lengths
+        with pytest.raises(ConfigError, match="refused a value") as caught:
+            reg.catalog.append_event("k" * 100, model="m")
+        assert "\n" not in str(caught.value)

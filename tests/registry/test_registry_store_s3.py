@@ -5,6 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +24,8 @@ from registry.s3store import S3BlobStore
 from registry.store import Registry
 
 pytestmark = pytest.mark.s3
+
+WORKERS = Path(__file__).with_name("registry_workers.py")
 
 
 @pytest.fixture
@@ -102,8 +108,10 @@ def test_overwritten_object_is_refused_and_reported(
     store.client.put_object(Bucket=store.bucket, Key=store.key_of(digest), Body=b"bad weights")
     with pytest.raises(CorruptBlobError):
         s3_registry.get_bytes(digest)
-    report = s3_registry.verify()
+    report = s3_registry.verify(quarantine=True)
     assert [(p.digest, p.problem) for p in report.problems] == [(digest, "corrupt")]
+    assert s3_registry.put_bytes(b"good weights") == digest  # restored after quarantine
+    assert s3_registry.get_bytes(digest) == b"good weights"
 
 
 def test_missing_object_and_gc_of_orphans(s3_registry: Registry, store: S3BlobStore) -> None:
@@ -145,3 +153,51 @@ def test_registry_open_with_an_s3_url(s3_endpoint: str, s3_bucket: str, tmp_path
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert keys == [f"p/sha256/{digest[7:9]}/{digest[7:]}"]
+
+
+def test_writer_killed_mid_upload_leaves_nothing_under_the_final_key(
+    s3_registry: Registry, store: S3BlobStore, s3_endpoint: str
+) -> None:
+    part = 5 * 1024 * 1024
+    data = os.urandom(3 * part)
+    digest = digest_bytes(data)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(WORKERS),
+            "s3_partial_put",
+            s3_endpoint,
+            store.bucket,
+            store.prefix,
+            digest,
+            str(len(data)),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(data[: 2 * part])  # two parts; the third never comes
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        uploads = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+        if uploads and store.client.list_parts(
+            Bucket=store.bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]
+        ).get("Parts"):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise AssertionError(proc.communicate()[1][-2000:])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    assert not store.exists(digest)
+    with pytest.raises(BlobNotFoundError):
+        s3_registry.get_bytes(digest)
+    # moto reports every upload as initiated in 2010, so only the cleanup itself is checked.
+    assert s3_registry.gc(timedelta(0)).stale_temp_files == 1  # dry run: reported, kept
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+    assert s3_registry.gc(timedelta(0), dry_run=False).stale_temp_files == 1
+    assert store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []

@@ -14,8 +14,8 @@ with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client;
     from starlette.testclient import TestClient
 
 from registry.store import Registry
-from retrain.alert_dispatch import LaunchError, RecordingLauncher
 from retrain.alerts import MAX_BODY_BYTES, create_app, sign_body
+from retrain.launchers import LaunchError, RecordingLauncher
 
 SECRET = "hmac-secret"
 

@@ -154,6 +154,8 @@ def test_a_broken_bundle_is_never_swapped_in(
         _wait_for(lambda: str(broken) in client.get(f"/v1/models/{MODEL}").json()["load_errors"])
         for row in rows[0][:20]:
             assert _post(client, {"instances": [row]}).json()["model_version"] == 1
+        status = client.get(f"/v1/models/{MODEL}").json()
+        assert status["registry"]["champion"] == broken and status["champion"]["version"] == 1
         assert "retrain_bundle_load_failures_total" in client.get("/metrics").text
 
 
@@ -215,3 +217,22 @@ def test_shadow_mode_scores_the_canary_but_the_champion_answers(
         stats = client.get(f"/v1/models/{MODEL}:stats").json()
     shadow = [s for s in stats["series"] if s["variant"] == "shadow"]
     assert shadow and shadow[0]["version"] == canary and shadow[0]["requests"] == 30
+
+
+def test_a_canary_whose_release_died_gets_no_traffic(
+    registry: Registry, register: Any, serve: Any, rows: Any
+) -> None:
+    register(champion=True)
+    canary = register(tag="release dies")
+    acquire_release_lock(registry.catalog, MODEL, canary, ttl_s=0.6, actor="t")  # never renewed
+    publish_weight(registry.catalog, MODEL, canary, 100.0)
+    registry.catalog.set_alias(MODEL, "canary", canary, expected=None, reason="t", actor="t")
+    server = serve()
+    with httpx.Client(base_url=server.url) as client:
+        assert _post(client, {"instances": [rows[0][0]]}).json()["variant"] == "canary"
+        _wait_for(
+            lambda: _post(client, {"instances": [rows[0][0]]}).json()["variant"] == "champion",
+            timeout_s=1.5,
+        )
+    _wait_for(lambda: registry.catalog.get_alias(MODEL, "canary") is None, timeout_s=2.0)
+    assert registry.catalog.get_alias(MODEL, "release-lock") is None

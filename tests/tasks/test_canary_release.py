@@ -99,12 +99,16 @@ def _champion_only_at(url: str) -> float:
     return time.perf_counter()
 
 
+@pytest.mark.parametrize("shadow", [False, True], ids=["weighted", "shadow"])
 def test_healthy_canary_is_promoted(
-    registry: Registry, live: RunningServer, traffic: Callable[[], TrafficReport]
+    registry: Registry, live: RunningServer, traffic: Callable[[], TrafficReport], shadow: bool
 ) -> None:
     candidate = register_test_bundle(registry, MODEL, seed=0, tag="healthy retrain")
-    outcome = run_canary(registry, MODEL, candidate, POLICY, ServerStatsSource(live.url))
+    policy = POLICY.model_copy(update={"shadow": shadow})
+    outcome = run_canary(registry, MODEL, candidate, policy, ServerStatsSource(live.url))
     report = traffic()
+    if shadow:  # the champion answered every caller until the promotion
+        assert report.by_variant["canary"] == 0
     assert outcome.status == "promoted", outcome.reason
     aliases = registry.catalog.aliases(MODEL)
     assert aliases.get("champion") == candidate
@@ -164,9 +168,9 @@ class DegradeAfterPromotion(ServerStatsSource):
     def snapshot(self, model: str) -> MetricsSnapshot:
         snap = super().snapshot(model)
         routing = snap.routing or {}
-        if routing.get("champion") == self.version and routing.get("canary") is None:
-            if self.faults.get(MODEL, self.version) is None:
-                self.faults.set(MODEL, self.version, FaultSpec(error_rate=0.2))
+        promoted = routing.get("champion") == self.version and routing.get("canary") is None
+        if promoted and self.faults.get(MODEL, self.version) is None:
+            self.faults.set(MODEL, self.version, FaultSpec(error_rate=0.2))
         return snap
 
 
