@@ -79,17 +79,6 @@ class TabularModule(L.LightningModule):
             "val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch[0])
         )
 
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # Batches are slices of tensors already on the device (models.tensor_data); skipping
-        # Lightning's generic collection walk saves a measurable share of each small step.
-        if isinstance(batch, tuple) and all(
-            isinstance(t, torch.Tensor) and t.device == device for t in batch
-        ):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
             self.parameters(),

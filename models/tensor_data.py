@@ -9,6 +9,7 @@ of the same permutation, so several GPUs need no code change.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -106,6 +107,17 @@ class TabularDataModule(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         self._train = tuple(t.to(device) for t in self.split("train"))  # type: ignore[assignment]  # 3-tuple
         self._val = tuple(t.to(device) for t in self.split("val"))  # type: ignore[assignment]  # 3-tuple
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # Batches are slices of tensors already on the device (see setup); skipping
+        # Lightning's generic collection walk saves a measurable share of each small step.
+        if isinstance(batch, tuple) and all(
+            isinstance(t, torch.Tensor) and t.device == device for t in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> DeviceBatches:
         assert self._train is not None, "setup() runs before the loaders are asked for"

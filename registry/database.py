@@ -11,8 +11,10 @@ import contextlib
 import fcntl
 import json
 import math
+import os
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,17 +81,32 @@ def jsonable(value: Any) -> Any:
     return json.loads(_json_dumps(value))
 
 
+def _forget_pool_after_fork(engine: Engine) -> None:
+    # A forked child must not use its parent's pooled connections (a server would see two
+    # clients on one socket); it opens its own, and the parent keeps its connections.
+    ref = weakref.ref(engine)
+
+    def reset() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=reset)
+
+
 def create_catalog_engine(database_url: str, *, busy_timeout_s: float = 30.0) -> Engine:
     """An engine configured for concurrent writers on SQLite or PostgreSQL."""
     url = normalize_url(database_url)
     if url.get_backend_name() == "postgresql":
-        return create_engine(
+        engine = create_engine(
             url,
             pool_size=2,
             max_overflow=4,
             connect_args={"connect_timeout": 5},
             json_serializer=_json_dumps,
         )
+        _forget_pool_after_fork(engine)
+        return engine
     if url.database and url.database != ":memory:":
         folder = Path(url.database).expanduser().parent
         try:
@@ -122,6 +139,7 @@ def create_catalog_engine(database_url: str, *, busy_timeout_s: float = 30.0) ->
         write = conn.get_execution_options().get("catalog_write", True)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
+    _forget_pool_after_fork(engine)
     return engine
 
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +35,12 @@ _REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"
 
 def _b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+def _drop_client(ref: weakref.ref[S3BlobStore]) -> None:
+    store = ref()
+    if store is not None:
+        store._client = None
 
 
 class S3BlobStore:
@@ -59,6 +66,9 @@ class S3BlobStore:
         self.part_size = part_size
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self._client: S3Client | None = None
+        # boto3 clients are not fork-safe: a forked child builds its own on first use.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _drop_client(ref))
 
     @property
     def client(self) -> S3Client:

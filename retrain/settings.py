@@ -28,7 +28,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".retrain"), description="Folder for embedded state.")
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL of the registry catalog (default: SQLite in home)."
+        default=None,
+        description="SQLAlchemy URL of the registry catalog (default: SQLite in home).",
     )
     blob_url: str | None = Field(
         default=None, description="file:///path or s3://bucket/prefix (default: home/blobs)."

@@ -8,13 +8,9 @@ canary in ``finally``, and ``repair_releases`` covers a process that died outrig
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any
 
 from registry.errors import ConfigError
 from serving.release_state import (
@@ -26,8 +22,10 @@ from serving.release_state import (
     repair_releases,
 )
 from tasks.artifacts import ProgressReporter, artifact_key, publish_table
-from tasks.canary_analysis import CanaryLimits, StepAnalysis, analyse_window
+from tasks.canary_analysis import StepAnalysis, analyse_window
+from tasks.canary_policy import CanaryOutcome, CanaryPolicy, StepRecord
 from tasks.canary_sources import MetricsSnapshot, MetricsSource, VersionCounters
+from tasks.errors import MetricsUnavailableError
 from tasks.rollback import RollbackResult, rollback
 
 if TYPE_CHECKING:
@@ -44,87 +42,8 @@ __all__ = [
 ]
 
 
-class CanaryPolicy(BaseModel):
-    """How a candidate meets traffic: weights, analysis cadence, limits, tolerance."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    steps: list[float] = Field(
-        default_factory=lambda: [10.0, 25.0, 50.0, 100.0],
-        description="Canary traffic percentages, increasing, each in (0, 100].",
-    )
-    interval_s: float = Field(default=30.0, gt=0, description="One analysis window.")
-    min_requests: int = Field(
-        default=50, ge=1, description="Canary requests a window needs to judge."
-    )
-    limits: CanaryLimits = Field(default_factory=CanaryLimits)
-    failure_limit: int = Field(
-        default=0, ge=0, description="Failed windows tolerated before abort."
-    )
-    inconclusive_limit: int = Field(
-        default=3, ge=0, description="Inconclusive windows tolerated per step before abort."
-    )
-    watch_windows: int = Field(
-        default=2, ge=0, description="Windows watched after promotion that can still roll back."
-    )
-    shadow: bool = Field(default=False, description="Score the canary on mirrored traffic only.")
-    settle_timeout_s: float = Field(
-        default=5.0, ge=0, description="Wait at most this long for the server to apply a step."
-    )
-    lease_ttl_s: float | None = Field(
-        default=None, gt=0, description="Release lease; default max(60 s, 4 intervals)."
-    )
-
-    @field_validator("steps")
-    @classmethod
-    def _increasing(cls, steps: list[float]) -> list[float]:
-        if not steps or any(not 0 < s <= 100 for s in steps):
-            raise ValueError("steps must be percentages in (0, 100]")
-        if any(b <= a for a, b in itertools.pairwise(steps)):
-            raise ValueError("steps must increase")
-        return steps
-
-    def lease_ttl(self) -> float:
-        """Seconds a release lease lasts without renewal."""
-        return self.lease_ttl_s or max(60.0, 4 * self.interval_s)
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One analysis window of a release."""
-
-    step: int
-    weight: float
-    analysis: StepAnalysis
-    elapsed_s: float
-    phase: Literal["canary", "watch"] = "canary"  # watch: after promotion, can still roll back
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase,
-            "step": self.step,
-            "weight": self.weight,
-            **self.analysis.row(),
-        }
-
-
-@dataclass
-class CanaryOutcome:
-    """How a release ended: ``promoted``, ``aborted`` (champion never changed) or
-    ``rolled_back`` (promoted, then the watch window moved the champion back)."""
-
-    model: str
-    version: int
-    previous_champion: int | None
-    status: Literal["promoted", "aborted", "rolled_back"] = "aborted"
-    reason: str = ""
-    steps: list[StepRecord] = field(default_factory=list)
-    started_at: float = field(default_factory=time.monotonic)
-    ended_at: float | None = None
-
-    @property
-    def promoted(self) -> bool:
-        return self.status == "promoted"
+class _Unjudgeable(Exception):
+    """The metrics source stayed unreadable past the policy's ``error_limit``."""
 
 
 class _Release:
@@ -141,7 +60,7 @@ class _Release:
         on_step: Callable[[StepRecord], None] | None = None,
     ) -> None:
         self.on_step = on_step
-        self.catalog = registry.catalog
+        self.registry, self.catalog = registry, registry.catalog
         self.outcome, self.policy, self.metrics = outcome, policy, metrics
         self.actor, self.sleep = actor, sleep
         self.model, self.version = outcome.model, outcome.version
@@ -151,11 +70,25 @@ class _Release:
             artifact_key("canary-progress", self.model), f"canary of {self.model} v{self.version}"
         )
 
+    def snapshot(self) -> MetricsSnapshot:
+        """Counters now; unreadable metrics are retried ``error_limit`` times, then judged."""
+        errors = 0
+        while True:
+            try:
+                return self.metrics.snapshot(self.model)
+            except MetricsUnavailableError as exc:
+                errors += 1
+                if errors > self.policy.error_limit:
+                    raise _Unjudgeable(
+                        f"metrics unavailable {errors} times in a row: {exc}"
+                    ) from exc
+                self.sleep(min(self.policy.interval_s, 1.0))
+
     def wait_applied(self, weight: float) -> None:
         """Wait until the server routes ``weight`` to the canary (sources that can tell)."""
         deadline = time.monotonic() + self.policy.settle_timeout_s
         while time.monotonic() < deadline:
-            routing = self.metrics.snapshot(self.model).routing
+            routing = self.snapshot().routing
             if routing is None:
                 return
             if routing.get("canary") == self.version and abs(routing["weight"] - weight) < 1e-6:
@@ -168,7 +101,7 @@ class _Release:
         """One window from ``before``: wait an interval, snapshot, judge; windows abut."""
         began = time.monotonic()
         self.sleep(max(0.0, self.policy.interval_s - (began - before.taken_at)))
-        after = self.metrics.snapshot(self.model)
+        after = self.snapshot()
         assert self.champion is not None
         analysis = analyse_window(
             after.since(before, self.version),
@@ -206,7 +139,7 @@ class _Release:
 
     def run_steps(self) -> bool:
         """All steps; True when the canary passed every one."""
-        start = self.metrics.snapshot(self.model)
+        start = self.snapshot()
         failures = 0
         steps = self.policy.steps
         for number, weight in enumerate(steps, start=1):
@@ -221,7 +154,7 @@ class _Release:
             )
             self.wait_applied(weight)
             inconclusive = 0
-            before = self.metrics.snapshot(self.model)
+            before = self.snapshot()
             while True:
                 self.lease.renew()
                 record, before = self.measure(start, before, number, weight)
@@ -243,7 +176,7 @@ class _Release:
                         )
                         return False
             self.progress.update(number / len(steps))
-        self.baseline = self.metrics.snapshot(self.model).since(start, self.champion or 0)
+        self.baseline = self.snapshot().since(start, self.champion or 0)
         return True
 
     lease: Any
@@ -301,32 +234,33 @@ class _Release:
     def watch(self) -> None:
         """After promotion: the new champion must keep within limits, else roll back."""
         limits, previous = self.policy.limits, self.champion
-        for window in range(1, self.policy.watch_windows + 1):
-            self.lease.renew()
-            before = self.metrics.snapshot(self.model)
-            self.sleep(self.policy.interval_s)
-            now = self.metrics.snapshot(self.model).since(before, self.version)
-            analysis = analyse_window(
-                now, self.baseline, limits, min_requests=self.policy.min_requests
-            )
-            elapsed = self.policy.interval_s
-            self.record(StepRecord(window, 100.0, analysis, elapsed, phase="watch"))
-            if analysis.verdict == "failure" and previous is not None:
-                reason = "watch window: " + "; ".join(analysis.reasons)
-                rollback(
-                    _RegistryView(self.catalog), self.model, previous, reason=reason,
-                    actor=self.actor,
-                )  # fmt: skip
-                self.outcome.status = "rolled_back"
-                self.outcome.reason = reason
-                return
-
-
-@dataclass
-class _RegistryView:
-    """Just the catalog, for ``rollback`` (which needs nothing else)."""
-
-    catalog: Any
+        try:
+            before = self.snapshot() if self.policy.watch_windows else None
+            for window in range(1, self.policy.watch_windows + 1):
+                assert before is not None
+                self.lease.renew()
+                self.sleep(max(0.0, self.policy.interval_s - (time.monotonic() - before.taken_at)))
+                after = self.snapshot()
+                analysis = analyse_window(
+                    after.since(before, self.version),
+                    self.baseline,
+                    limits,
+                    min_requests=self.policy.min_requests,
+                )
+                elapsed = after.taken_at - before.taken_at
+                before = after
+                self.record(StepRecord(window, 100.0, analysis, elapsed, phase="watch"))
+                if analysis.verdict == "failure" and previous is not None:
+                    reason = "watch window: " + "; ".join(analysis.reasons)
+                    rollback(
+                        self.registry, self.model, previous, reason=reason,
+                        actor=self.actor,
+                    )  # fmt: skip
+                    self.outcome.status = "rolled_back"
+                    self.outcome.reason = reason
+                    return
+        except _Unjudgeable as exc:  # promoted stays promoted; say the watch was cut short
+            self.outcome.reason += f"; watch ended early: {exc}"
 
 
 def run_canary(
@@ -366,7 +300,10 @@ def run_canary(
         catalog.set_alias(
             model, CANARY_ALIAS, version, expected=None, reason="canary started", actor=actor
         )
-        passed = release.run_steps()
+        try:
+            passed = release.run_steps()
+        except _Unjudgeable as exc:  # cannot judge the canary, so it does not stay
+            outcome.reason, passed = str(exc), False
         if not passed:
             release.abort(outcome.reason)
             settled = True

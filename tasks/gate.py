@@ -152,6 +152,9 @@ def evaluate_candidate(
                 f"[{boot.low:+.4f}, {boot.high:+.4f}] must stay above {-rules.max_regression:+.4f}",
             )
         )
+        unknown = [f for f in rules.slices if f not in candidate.preprocessor.categorical]
+        if unknown:
+            raise ConfigError(f"gate.slices: {', '.join(unknown)} not a categorical feature")
         slices = _slice_results(holdout, rules, metric, y, cand_pred, champ_pred)
         bad = [s for s in slices if s.passed is False]
         checks.append(
@@ -291,7 +294,8 @@ def _record(registry: Registry, decision: GateDecision, actor: str) -> GateDecis
             reason=decision.summary,
             actor=actor,
         )
-    key = artifact_key("gate", decision.model, f"v{decision.candidate_version}")
+    # One key per model: the Prefect UI then shows each model's gate decisions as a history.
+    key = artifact_key("gate", decision.model)
     publish_markdown(key, card, description=decision.summary)
     publish_table(key + "-checks", decision.check_rows(), description="gate checks")
     return decision

@@ -81,6 +81,7 @@ def train_model(
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.utilities import rank_zero_only
 
     from models.bundle import encode_bundle, save_bundle
     from models.callbacks import BestWeights, EpochMetrics, ProgressCallback
@@ -155,8 +156,6 @@ def train_model(
         **mcfg.model_dump(),
         **tcfg.model_dump(),
     }
-    from lightning.pytorch.utilities import rank_zero_only
-
     # Under DDP every rank runs this function; only rank zero tracks, stores and registers.
     if getattr(rank_zero_only, "rank", 0) != 0:
         tracker = None

@@ -13,7 +13,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-registry_app = typer.Typer(help="The content-addressed store and its catalog.", no_args_is_help=True)
+registry_app = typer.Typer(
+    help="The content-addressed store and its catalog.", no_args_is_help=True
+)
 models_app = typer.Typer(help="Model versions, aliases and their history.", no_args_is_help=True)
 pipelines_app = typer.Typer(help="Pipeline specs: how models are registered.", no_args_is_help=True)
 app.add_typer(registry_app, name="registry")

@@ -13,7 +13,9 @@ from retrain.cli.common import console, open_registry, render_table, settings
 
 __all__ = ["alerts_app", "ls", "register", "send", "serve", "serve_alerts", "show", "validate"]
 
-alerts_app = typer.Typer(help="The alert receiver: monitoring alerts in, retrains out.")
+alerts_app = typer.Typer(
+    help="The alert receiver: monitoring alerts in, retrains out.", no_args_is_help=True
+)
 app.add_typer(alerts_app, name="alerts")
 
 

@@ -106,7 +106,6 @@ def test_monitor_flags_drift_and_emits_an_event(pipeline: tuple[Registry, Path])
 
 def test_rollback_flow_moves_the_champion_back(pipeline: tuple[Registry, Path]) -> None:
     from flows.rollback import rollback_model
-
     from serving.testing import register_test_bundle
 
     registry, _ = pipeline

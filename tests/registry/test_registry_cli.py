@@ -116,3 +116,21 @@ def test_models_ls_history_and_aliases(home: Path) -> None:
     assert "alias.set" in history.stdout and "passed gate" in history.stdout
     aliases = _retrain(home, "models", "aliases", "loan-default")
     assert "champion" in aliases.stdout
+
+
+def test_gc_deletes_old_orphans_only_when_told(home: Path) -> None:
+    with build_registry(Settings(home=home)) as reg:
+        kept = reg.put_bytes(b"catalogued")
+        assert isinstance(reg.blobs, LocalBlobStore)
+        orphan = reg.blobs.put_bytes(b"no row").digest
+        for digest in (kept, orphan):
+            os.utime(reg.blobs.path_of(digest), (1_000_000_000, 1_000_000_000))  # in 2001
+        orphan_path = reg.blobs.path_of(orphan)
+    dry = _retrain(home, "registry", "gc", "--grace", "1h")
+    assert dry.returncode == 0 and orphan in dry.stdout and "would delete 1 blob" in dry.stdout
+    assert orphan_path.exists()
+    done = _retrain(home, "registry", "gc", "--grace", "1h", "--delete")
+    assert done.returncode == 0 and "deleted 1 blob" in done.stdout
+    assert not orphan_path.exists()
+    with build_registry(Settings(home=home)) as reg:
+        assert reg.get_bytes(kept) == b"catalogued"

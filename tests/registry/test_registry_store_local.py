@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -121,9 +123,9 @@ def test_upper_case_digest_is_accepted() -> None:
 
 
 def test_failed_commit_leaves_no_row_and_gc_collects_the_orphan_only_after_grace(
-    registry: Registry, monkeypatch: pytest.MonkeyPatch
+    reg: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kept = registry.put_bytes(b"referenced")
+    kept = reg.put_bytes(b"referenced")
     real_commit = Session.commit
 
     def failing_commit(self: Session) -> None:
@@ -131,29 +133,29 @@ def test_failed_commit_leaves_no_row_and_gc_collects_the_orphan_only_after_grace
 
     monkeypatch.setattr(Session, "commit", failing_commit)
     with pytest.raises(DatabaseUnavailableError, match="disk I/O error"):
-        registry.put_bytes(b"orphan")
+        reg.put_bytes(b"orphan")
     monkeypatch.setattr(Session, "commit", real_commit)
 
     orphan = digest_bytes(b"orphan")
-    assert registry.catalog.get_blob(orphan) is None  # no row without (or before) a blob
-    assert registry.blobs.exists(orphan)
-    assert registry.verify().orphans == [orphan]
+    assert reg.catalog.get_blob(orphan) is None  # no row without (or before) a blob
+    assert reg.blobs.exists(orphan)
+    assert reg.verify().orphans == [orphan]
 
-    young = registry.gc(timedelta(hours=24), dry_run=False)
+    young = reg.gc(timedelta(hours=24), dry_run=False)
     assert young.collected == [] and young.kept_young == 2
-    assert registry.blobs.exists(orphan)
+    assert reg.blobs.exists(orphan)
 
     for digest in (kept, orphan):
-        _age(_store(registry).path_of(digest), hours=25)
-    dry = registry.gc(timedelta(hours=24))
+        _age(_store(reg).path_of(digest), hours=25)
+    dry = reg.gc(timedelta(hours=24))
     assert [b.digest for b in dry.collected] == [orphan]
-    assert registry.blobs.exists(orphan)
+    assert reg.blobs.exists(orphan)
 
-    done = registry.gc(timedelta(hours=24), dry_run=False)
+    done = reg.gc(timedelta(hours=24), dry_run=False)
     assert [b.digest for b in done.collected] == [orphan]
-    assert not registry.blobs.exists(orphan)
-    assert registry.get_bytes(kept) == b"referenced"
-    assert registry.verify().ok
+    assert not reg.blobs.exists(orphan)
+    assert reg.get_bytes(kept) == b"referenced"
+    assert reg.verify().ok
 
 
 def test_re_put_replaces_a_truncated_blob(registry: Registry) -> None:
@@ -210,23 +212,23 @@ def settings_urls(tmp_path: Path) -> tuple[str, str]:
 
 
 def test_gc_between_blob_and_row_makes_the_put_store_the_bytes_again(
-    registry: Registry, monkeypatch: pytest.MonkeyPatch
+    reg: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = _store(registry)
+    store = _store(reg)
     real_put = store.put_bytes
     collected: list[int] = []
 
     def put_then_collect(data: bytes, **hints: bool) -> object:
         stored = real_put(data, **hints)
         if not collected:  # gc runs in the gap between the blob write and the row
-            collected.append(len(registry.gc(timedelta(0), dry_run=False).collected))
+            collected.append(len(reg.gc(timedelta(0), dry_run=False).collected))
         return stored
 
     monkeypatch.setattr(store, "put_bytes", put_then_collect)
-    digest = registry.put_bytes(b"raced with gc")
+    digest = reg.put_bytes(b"raced with gc")
     assert collected == [1]
-    assert registry.catalog.get_blob(digest) is not None
-    assert registry.get_bytes(digest) == b"raced with gc"
+    assert reg.catalog.get_blob(digest) is not None
+    assert reg.get_bytes(digest) == b"raced with gc"
 
 
 def test_fresh_hint_hashes_while_writing_and_still_dedups(tmp_path: Path) -> None:
@@ -239,3 +241,22 @@ def test_fresh_hint_hashes_while_writing_and_still_dedups(tmp_path: Path) -> Non
     assert store.get_bytes(first.digest) == data
     assert [b.digest for b in store.list()] == [first.digest]
     assert list(store.root.glob("sha256/**/.tmp-*")) == []
+
+
+def test_a_writer_waits_for_a_held_sqlite_lock_instead_of_failing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with Registry.open(url, (tmp_path / "blobs").as_uri()) as reg:
+        digest = reg.put_bytes(b"bundle")
+        blocker = sqlite3.connect(
+            tmp_path / "catalog.db", isolation_level=None, check_same_thread=False
+        )
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        release = threading.Timer(1.0, blocker.execute, args=("COMMIT",))
+        release.start()
+        started = time.monotonic()
+        record = reg.catalog.register_model_version("m", digest, metrics={}, lineage={})
+        waited = time.monotonic() - started
+        release.join()
+        blocker.close()
+    assert record.version == 1
+    assert waited >= 0.9

@@ -257,3 +257,21 @@ def test_receiver_refuses_to_start_without_credentials(
 
     with pytest.raises(ConfigError, match="RETRAIN_ALERTS_TOKEN"):
         create_app(registry, launcher)
+
+
+def test_grafana_and_evidently_alerts_start_one_retrain_each(
+    client: TestClient, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    import json
+
+    grafana = json.loads(kit.alertmanager_body("churn", fingerprint="gf1"))
+    grafana |= {"version": "1", "orgId": 1, "title": "[FIRING:1] drift", "state": "alerting"}
+    answer = client.post("/alerts/grafana", json=grafana, headers=_bearer(kit))
+    assert answer.status_code == 202
+    report = {"model": "loan-default", "drift_share": 0.42, "report_id": "r-1"}
+    for _ in range(3):  # the same report posted again is stored once
+        answer = client.post("/alerts/evidently", json=report, headers=_bearer(kit))
+        assert answer.status_code == 202
+    assert answer.json()["alerts"][0]["duplicate"] is True
+    _drain(client)
+    assert sorted(call[0] for call in launcher.calls) == ["churn", "loan-default"]

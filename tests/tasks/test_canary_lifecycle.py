@@ -24,6 +24,7 @@ from serving.release_state import (
 from serving.testing import register_test_bundle
 from tasks.canary import CanaryPolicy, run_canary
 from tasks.canary_sources import MetricsSnapshot
+from tasks.errors import MetricsUnavailableError
 from tasks.rollback import rollback
 
 MODEL = "loans"
@@ -63,6 +64,23 @@ def test_an_interrupted_release_leaves_the_champion_at_full_traffic(registry: Re
     assert (state.champion, state.canary, state.weight, state.locked_by) == (1, None, 0.0, None)
     assert registry.catalog.get_model_version(MODEL, candidate).status == "rejected"
     assert registry.catalog.events(MODEL, kinds=["canary.aborted"])
+
+
+class DownSource:
+    """A model server that does not answer."""
+
+    def snapshot(self, model: str) -> MetricsSnapshot:
+        raise MetricsUnavailableError("model server stats unreadable: connection refused")
+
+
+def test_a_canary_that_cannot_be_judged_is_aborted(registry: Registry) -> None:
+    register_test_bundle(registry, MODEL, champion=True)
+    candidate = register_test_bundle(registry, MODEL, tag="unjudged")
+    outcome = run_canary(registry, MODEL, candidate, POLICY, DownSource())
+    assert outcome.status == "aborted"
+    assert outcome.reason.startswith("metrics unavailable 3 times in a row")
+    state = ReleaseStateReader(registry.catalog).read(MODEL)
+    assert (state.champion, state.canary, state.locked_by) == (1, None, None)
 
 
 def test_repair_clears_a_crashed_release_but_not_a_live_one(registry: Registry) -> None:

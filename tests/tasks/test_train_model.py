@@ -188,3 +188,19 @@ def test_trains_on_the_gpu_in_bf16_and_serves_on_cpu(
     bundle = load_bundle(registry.get_bytes, result.bundle_digest)
     assert np.isfinite(bundle.predict(loans.head(10))).all()
     assert json.loads(json.dumps(bundle.manifest))["lineage"]["device"] == "cuda"
+
+
+def test_a_bundle_corrupted_in_the_store_is_refused(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path
+) -> None:
+    from models.errors import BundleError
+
+    result = _train(registry, loans, tmp_path)
+    manifest = json.loads(registry.get_bytes(result.bundle_digest))
+    weights_path = registry.blobs.path_of(manifest["weights"]["digest"])  # type: ignore[attr-defined]  # LocalBlobStore
+    weights_path.chmod(0o644)
+    data = bytearray(weights_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights_path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="cannot read bundle weights"):
+        load_bundle(registry.get_bytes, result.bundle_digest)
