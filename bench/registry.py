@@ -78,8 +78,11 @@ def bench_blobs(size: int, repeats: int) -> list[tuple[str, float, float]]:
         registries.append(Registry.open(f"sqlite:///{home / 'catalog.db'}", home.as_uri()))
 
     def write_and_sync() -> None:
-        # What the disk allows: the same bytes written and fsynced, no hashing, no catalog.
-        with open(folder / "ceiling.bin", "wb") as out:
+        # What the disk allows: the same bytes written to a new file and fsynced (like a put),
+        # with no hashing and no catalog.
+        for old in folder.glob("ceiling-*"):
+            old.unlink()
+        with open(folder / f"ceiling-{time.perf_counter_ns()}", "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -90,7 +93,8 @@ def bench_blobs(size: int, repeats: int) -> list[tuple[str, float, float]]:
         )
         rows: list[tuple[str, float, float]] = [("sha256 (baseline)", hash_s, 1.0)]
         rows.append(("write + fsync, no hash", *paired(repeats, data, write_and_sync)))
-        (folder / "ceiling.bin").unlink()
+        for old in folder.glob("ceiling-*"):
+            old.unlink()
         put = paired(repeats, data, lambda: registries[0].put_bytes(data), before=fresh_registry)
         rows.append(("durable put", *put))
         reg = registries[0]

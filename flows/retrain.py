@@ -6,6 +6,7 @@ from time import monotonic
 from typing import Any
 
 from prefect import flow
+from prefect.concurrency.sync import concurrency
 
 from flows.context import flow_run_info, open_pipeline
 from tasks.artifacts import artifact_key, publish_table
@@ -34,7 +35,9 @@ def retrain_model(
     an earlier run had the same dataset, spec and code digests.
     """
     started = monotonic()
-    with open_pipeline(pipeline) as ctx:
+    # One retrain per model at a time, whatever started it (cron, drift trigger, alert, hand):
+    # the global limit `retrain-<model>` has one slot where `retrain up` or deploy created it.
+    with concurrency(f"retrain-{pipeline}", occupy=1), open_pipeline(pipeline) as ctx:
         spec, reg = ctx.spec, ctx.registry
         repair_model_releases(reg, [spec.name])
         frame = load_dataset(source or spec.dataset.source, **ctx.s3)
