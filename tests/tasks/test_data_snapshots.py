@@ -97,25 +97,20 @@ def test_missing_path_and_bad_simulator_source(tmp_path: Path) -> None:
         load_frame("simulator://cards?rows=5")
 
 
-def test_loads_every_table_under_an_s3_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+@pytest.mark.s3
+def test_loads_every_table_under_an_s3_prefix(s3_endpoint: str, s3_bucket: str) -> None:
+    """Over real HTTP against the moto S3 server, as with any S3-compatible endpoint."""
     frame = simulate(1_200, seed=4)
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="lake")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for i, part in enumerate((frame.iloc[:600], frame.iloc[600:])):
         client.put_object(
-            Bucket="lake", Key="loans/2026/part-0.parquet", Body=to_parquet_bytes(frame.iloc[:600])
+            Bucket=s3_bucket, Key=f"loans/2026/part-{i}.parquet", Body=to_parquet_bytes(part)
         )
-        client.put_object(
-            Bucket="lake", Key="loans/2026/part-1.parquet", Body=to_parquet_bytes(frame.iloc[600:])
-        )
-        client.put_object(Bucket="lake", Key="loans/README.txt", Body=b"ignored")
-        loaded = load_frame("s3://lake/loans/", s3_region="us-east-1")
-        pd.testing.assert_frame_equal(loaded, frame)
-        with pytest.raises(DataSourceError, match=r"no \.parquet or \.csv objects"):
-            load_frame("s3://lake/elsewhere", s3_region="us-east-1")
-        with pytest.raises(DataSourceError, match="cannot read s3://missing"):
-            load_frame("s3://missing/x", s3_region="us-east-1")
+    client.put_object(Bucket=s3_bucket, Key="loans/README.txt", Body=b"ignored")
+    s3 = {"s3_endpoint_url": s3_endpoint, "s3_region": "us-east-1"}
+    loaded = load_frame(f"s3://{s3_bucket}/loans/", **s3)
+    pd.testing.assert_frame_equal(loaded, frame)
+    with pytest.raises(DataSourceError, match=r"no \.parquet or \.csv objects"):
+        load_frame(f"s3://{s3_bucket}/elsewhere", **s3)
+    with pytest.raises(DataSourceError, match="cannot read s3://missing"):
+        load_frame("s3://missing/x", **s3)
