@@ -70,10 +70,14 @@ def bench_blobs(size: int, repeats: int) -> list[tuple[str, float, float]]:
     registries: list[Registry] = []
 
     def fresh_registry() -> None:
-        # Each durable put goes to a new, empty registry: the bytes are new to it.
+        # Each durable put goes to a new, empty registry: the bytes are new to it. The previous
+        # one is removed first, as the ceiling run removes its previous file, so that both
+        # write into the same disk conditions (this disk slows down once gigabytes pile up).
         for old in registries:
             old.close()
         registries.clear()
+        for old_home in folder.glob("r*"):
+            shutil.rmtree(old_home, ignore_errors=True)
         home = folder / f"r{time.perf_counter_ns()}"
         registries.append(Registry.open(f"sqlite:///{home / 'catalog.db'}", home.as_uri()))
 

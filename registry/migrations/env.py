@@ -6,6 +6,8 @@ from alembic import context
 
 from registry.schema import Base
 
+__all__: list[str] = []
+
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("registry migrations run through registry.database.ensure_schema")

@@ -12,6 +12,8 @@ from alembic import op
 
 from registry.schema import UTCDateTime
 
+__all__ = ["downgrade", "upgrade"]
+
 revision = "0001"
 down_revision = None
 branch_labels = None
