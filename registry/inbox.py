@@ -79,7 +79,8 @@ class InboxMixin(CatalogBase):
 
         def op(s: Session) -> tuple[AlertRow, bool]:
             now = utcnow()
-            result = s.execute(
+            # One round trip for a new alert (RETURNING); a duplicate costs a second SELECT.
+            inserted = s.execute(
                 self._insert(AlertRow)
                 .values(
                     dedup_key=dedup_key,
@@ -93,11 +94,12 @@ class InboxMixin(CatalogBase):
                     updated_at=now,
                 )
                 .on_conflict_do_nothing()
-                .execution_options(preserve_rowcount=True)
-            )
-            created = cast(CursorResult[Any], result).rowcount == 1
-            row = s.scalars(select(AlertRow).where(AlertRow.dedup_key == dedup_key)).one()
-            return row, created
+                .returning(*AlertRow.__table__.c)
+            ).one_or_none()
+            if inserted is not None:
+                # A Core row has the mapped attributes alert_record reads.
+                return cast(AlertRow, inserted), True
+            return s.scalars(select(AlertRow).where(AlertRow.dedup_key == dedup_key)).one(), False
 
         row, created = self._write(op)
         return alert_record(row), created
