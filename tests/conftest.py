@@ -35,6 +35,18 @@ def registry(settings: Settings) -> Iterator[Registry]:
         reg.close()
 
 
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh RETRAIN_HOME for CLI runs, with wide tables and the settings cache cleared."""
+    from retrain.cli.common import settings as cli_settings
+
+    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    cli_settings.cache_clear()
+    yield tmp_path / "home"
+    cli_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect API on its own SQLite database, heartbeats off, for the session."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,10 @@ from typer.testing import CliRunner
 
 import retrain.cli  # noqa: F401  (attaches every command to the app)
 from retrain.cli.app import app
-from retrain.cli.common import settings
 from retrain.specs import DEFAULT_SPECS_DIR
 
 LOAN = DEFAULT_SPECS_DIR / "loan-default.yaml"
 LGD = DEFAULT_SPECS_DIR / "loss-given-default.yaml"
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "200")
-    settings.cache_clear()
-    yield tmp_path / "home"
-    settings.cache_clear()
 
 
 def test_register_ls_show_without_a_prefect_server(

@@ -5,23 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from retrain.cli.app import app
-from retrain.cli.common import settings
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "200")
-    settings.cache_clear()
-    yield tmp_path / "home"
-    settings.cache_clear()
 
 
 def test_simulate_then_validate_pass_and_fail(home: Path, tmp_path: Path) -> None:
