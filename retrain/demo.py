@@ -13,16 +13,22 @@ import os
 import secrets
 import shutil
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from retrain.cli.common import console, render_table
-from retrain.demo_support import BackgroundTraffic, ThreadLauncher, Timeline, write_week
+from retrain.demo_support import (
+    BackgroundTraffic,
+    ThreadLauncher,
+    Timeline,
+    create_retrain_limit,
+    free_port,
+    post_alert,
+    print_decisions,
+    wait_for_alert_run,
+    write_week,
+)
 
 if TYPE_CHECKING:
-    from registry.store import Registry
     from retrain.settings import Settings
 
 __all__ = ["run_demo"]
@@ -44,8 +50,8 @@ def run_demo(
     updates = {
         "RETRAIN_HOME": str(home),
         "RETRAIN_ALERTS_TOKEN": token,
-        "RETRAIN_SERVE_PORT": str(_free_port()),
-        "RETRAIN_ALERTS_PORT": str(_free_port()),
+        "RETRAIN_SERVE_PORT": str(free_port()),
+        "RETRAIN_ALERTS_PORT": str(free_port()),
         "PREFECT_HOME": str((base.home / "prefect").resolve()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
@@ -77,6 +83,10 @@ def _quiet_libraries() -> None:
     """Library chatter (Lightning tips, deprecation notes) would bury the story."""
     import logging
     import warnings
+
+    # Both set their own loggers to INFO when imported, so import them before quieting.
+    import lightning.pytorch  # noqa: F401
+    import mlflow  # noqa: F401
 
     for name in ("lightning", "lightning.pytorch", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -125,6 +135,7 @@ def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[di
         }
     )
     register_spec(registry, spec)
+    create_retrain_limit(MODEL)
     console.rule(f"[bold]retrain demo[/] — pipeline {MODEL}, state in {settings.home}")
 
     def week_data(week: int, scenario: str, *, into_window: bool = True) -> None:
@@ -188,8 +199,8 @@ def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[di
 
         # The monitoring system's alert storm: 25 copies, one retrain.
         t = time.perf_counter()
-        statuses = [_post_alert(receiver.url, token, i) for i in range(25)]
-        receiver_app_wait(alerts)
+        statuses = [post_alert(receiver.url, token, MODEL, i) for i in range(25)]
+        wait_for_alert_run(alerts)
         result = next(iter(alerts.results.values()), None)
         if isinstance(result, Exception) or result is None:
             raise RuntimeError(f"the alert-triggered retrain failed: {result}")
@@ -230,7 +241,8 @@ def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[di
             5,
             "candidate with 5% errors and +200 ms",
             f"v{faulty['candidate_version']}",
-            f"gate {faulty['gate']}, canary {faulty['release']}: " + faulty["release_reason"][:60],
+            f"gate {faulty['gate']}, canary {faulty['release']}: "
+            + faulty["release_reason"].split(";")[0],
             t,
         )
         _say(f"v{faulty['candidate_version']} canary {faulty['release']}", faulty)
@@ -239,85 +251,11 @@ def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[di
         receiver.stop()
         server.stop()
     champion = registry.catalog.get_alias(MODEL, "champion")
-    _print_decisions(registry)
+    print_decisions(registry, MODEL)
     console.print(render_table(f"What happened (champion now v{champion})", timeline.rows))
     _where_to_look(settings, traffic.sent, time.perf_counter() - timeline.started)
     registry.close()
     return timeline.rows
-
-
-def _print_decisions(registry: Registry) -> None:
-    """The gate decisions and canary steps, as the registry's event log recorded them."""
-    gates = [
-        {
-            "version": e.payload["candidate_version"],
-            "against": e.payload["champion_version"],
-            "verdict": e.payload["verdict"],
-            "metric": e.payload["metric"],
-            "difference": e.payload["difference"],
-            "CI low": e.payload["ci_low"],
-            "CI high": e.payload["ci_high"],
-        }
-        for e in registry.catalog.events(MODEL, kinds=["gate.decision"])
-    ]
-    console.print(render_table("Gate decisions (paired bootstrap, 1000 resamples)", gates))
-    steps = [
-        {
-            "version": e.versions[-1] if e.versions else None,
-            **{
-                k: e.payload.get(k)
-                for k in (
-                    "step",
-                    "weight",
-                    "verdict",
-                    "canary_requests",
-                    "error_rate",
-                    "p95_latency_s",
-                    "prediction_shift",
-                )
-            },
-        }
-        for e in registry.catalog.events(MODEL, kinds=["canary.step"])
-    ]
-    console.print(render_table("Canary analysis, step by step", steps))
-
-
-def receiver_app_wait(launcher: ThreadLauncher, timeout_s: float = 240.0) -> None:
-    """Wait until the receiver has started its run and that run has finished."""
-    deadline = time.monotonic() + timeout_s
-    while not launcher.runs and time.monotonic() < deadline:
-        time.sleep(0.1)
-    with console.status("alert-triggered retrain running (train → gate → canary)…"):
-        launcher.wait_all(max(1.0, deadline - time.monotonic()))
-
-
-def _post_alert(base_url: str, token: str, i: int) -> int:
-    now = datetime.now(UTC).isoformat()
-    body: dict[str, Any] = {
-        "version": "4",
-        "groupKey": '{}:{alertname="FeatureDrift"}',
-        "status": "firing",
-        "receiver": "retrain",
-        "groupLabels": {"alertname": "FeatureDrift"},
-        "commonLabels": {"alertname": "FeatureDrift", "model": MODEL, "severity": "warning"},
-        "externalURL": "http://alertmanager.local",
-        "alerts": [
-            {
-                "status": "firing",
-                "fingerprint": "5f1d0c7e9a2b4c11",
-                "startsAt": now,
-                "labels": {"alertname": "FeatureDrift", "model": MODEL},
-                "annotations": {"summary": f"feature drift (notification {i + 1})"},
-            }
-        ],
-    }
-    response = httpx.post(
-        f"{base_url}/alerts/alertmanager",
-        json=body,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    return response.status_code
 
 
 def _say(headline: str, detail: dict[str, Any]) -> None:
@@ -332,11 +270,3 @@ def _where_to_look(settings: Settings, sent: int, elapsed: float) -> None:
     console.print(f"  • reports and cards: RETRAIN_HOME={home} retrain registry ls")
     console.print("  • Prefect UI (runs, artifacts): retrain up, then http://127.0.0.1:4200")
     console.print(f"  • MLflow UI: retrain up --mlflow-ui (experiments in {home / 'mlflow.db'})")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

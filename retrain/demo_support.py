@@ -8,9 +8,26 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BackgroundTraffic", "ThreadLauncher", "Timeline", "write_week"]
+import httpx
+
+from retrain.cli.common import console, render_table
+
+if TYPE_CHECKING:
+    from registry.store import Registry
+
+__all__ = [
+    "BackgroundTraffic",
+    "ThreadLauncher",
+    "Timeline",
+    "create_retrain_limit",
+    "free_port",
+    "post_alert",
+    "print_decisions",
+    "wait_for_alert_run",
+    "write_week",
+]
 
 DEMO_START = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -121,3 +138,96 @@ class ThreadLauncher:
         deadline = time.monotonic() + timeout_s
         for thread in list(self.runs.values()):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def print_decisions(registry: Registry, model: str) -> None:
+    """The gate decisions and canary steps, as the registry's event log recorded them."""
+    gates = [
+        {
+            "version": e.payload["candidate_version"],
+            "against": e.payload["champion_version"],
+            "verdict": e.payload["verdict"],
+            "metric": e.payload["metric"],
+            "difference": e.payload["difference"],
+            "CI low": e.payload["ci_low"],
+            "CI high": e.payload["ci_high"],
+        }
+        for e in registry.catalog.events(model, kinds=["gate.decision"])
+    ]
+    console.print(render_table("Gate decisions (paired bootstrap, 1000 resamples)", gates))
+    steps = [
+        {
+            "version": e.versions[-1] if e.versions else None,
+            **{
+                label: e.payload.get(key)
+                for label, key in (
+                    ("step", "step"),
+                    ("traffic %", "weight"),
+                    ("verdict", "verdict"),
+                    ("requests", "canary_requests"),
+                    ("errors", "error_rate"),
+                    ("p95 s", "p95_latency_s"),
+                    ("KS shift", "prediction_shift"),
+                )
+            },
+        }
+        for e in registry.catalog.events(model, kinds=["canary.step"])
+    ]
+    console.print(render_table("Canary analysis, step by step", steps))
+
+
+def create_retrain_limit(model: str) -> None:
+    """The one-slot limit retrains of the model hold, as `retrain up` creates it."""
+    from prefect.client.orchestration import get_client
+
+    from retrain.deployments import retrain_limit_name
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(retrain_limit_name(model), 1)
+
+
+def wait_for_alert_run(launcher: ThreadLauncher, timeout_s: float = 240.0) -> None:
+    """Wait until the receiver has started its run and that run has finished."""
+    deadline = time.monotonic() + timeout_s
+    while not launcher.runs and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with console.status("alert-triggered retrain running (train → gate → canary)…"):
+        launcher.wait_all(max(1.0, deadline - time.monotonic()))
+
+
+def post_alert(base_url: str, token: str, model: str, i: int) -> int:
+    """Send notification ``i`` of an Alertmanager-style drift alert for ``model``."""
+    now = datetime.now(UTC).isoformat()
+    body: dict[str, Any] = {
+        "version": "4",
+        "groupKey": '{}:{alertname="FeatureDrift"}',
+        "status": "firing",
+        "receiver": "retrain",
+        "groupLabels": {"alertname": "FeatureDrift"},
+        "commonLabels": {"alertname": "FeatureDrift", "model": model, "severity": "warning"},
+        "externalURL": "http://alertmanager.local",
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": "5f1d0c7e9a2b4c11",
+                "startsAt": now,
+                "labels": {"alertname": "FeatureDrift", "model": model},
+                "annotations": {"summary": f"feature drift (notification {i + 1})"},
+            }
+        ],
+    }
+    response = httpx.post(
+        f"{base_url}/alerts/alertmanager",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    return response.status_code
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
