@@ -14,7 +14,5 @@ __all__ = ["evaluate_candidate_task", "train_candidate"]
 train_candidate = task(name="train-candidate", cache_policy=NO_CACHE)(train_model)
 """Train on the snapshot and register the result as a ``candidate`` version."""
 
-evaluate_candidate_task = task(name="evaluate-candidate", cache_policy=NO_CACHE)(
-    evaluate_candidate
-)
+evaluate_candidate_task = task(name="evaluate-candidate", cache_policy=NO_CACHE)(evaluate_candidate)
 """Gate the candidate against the champion on the frozen holdout; the decision is recorded."""
