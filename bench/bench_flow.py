@@ -70,12 +70,20 @@ def _direct(home: Path, spec: Any) -> dict[str, Any]:
         training_snap = take_snapshot(reg, f"{spec.name}-training", training)
         holdout_snap = take_snapshot(reg, f"{spec.name}-holdout", holdout)
         candidate = train_model(
-            reg, training_snap.digest, model=spec.name, target=spec.target, task=spec.task,
-            numeric=spec.features.numeric, categorical=spec.features.categorical,
-            model_config=spec.model, training=spec.training,
-            dataset_digest=training_snap.digest, lineage={"spec_digest": spec.digest},
-            tracker=build_tracker(settings), checkpoint_root=home / "checkpoints",
-        )  # fmt: skip
+            reg,
+            training_snap.digest,
+            model=spec.name,
+            target=spec.target,
+            task=spec.task,
+            numeric=spec.features.numeric,
+            categorical=spec.features.categorical,
+            model_config=spec.model,
+            training=spec.training,
+            dataset_digest=training_snap.digest,
+            lineage={"spec_digest": spec.digest},
+            tracker=build_tracker(settings),
+            checkpoint_root=home / "checkpoints",
+        )
         gate_on = frozen_holdout(reg, spec.name) or holdout_snap.digest
         decision = evaluate_candidate(reg, spec.name, candidate.version, gate_on, spec.gate)
         release = run_canary(
@@ -91,28 +99,22 @@ def _direct(home: Path, spec: Any) -> dict[str, Any]:
         reg.close()
 
 
+def _register(home: Path, spec: Any) -> None:
+    """Spec registration: setup the flow needs before it runs (not timed)."""
+    from retrain.settings import Settings
+    from retrain.spec_store import register_spec
+    from retrain.wiring import build_registry
+
+    reg = build_registry(Settings(home=home))
+    register_spec(reg, spec)
+    reg.close()
+
+
 def _with_flow(home: Path, spec: Any) -> dict[str, Any]:
     from flows.retrain import retrain_model
-    from retrain.settings import Settings
-    from retrain.spec_store import register_spec
-    from retrain.wiring import build_registry
 
-    reg = build_registry(Settings(home=home))
-    register_spec(reg, spec)
-    reg.close()
-    os.environ["RETRAIN_HOME"] = str(home)
+    os.environ["RETRAIN_HOME"] = str(home)  # flows read their Settings from the environment
     return retrain_model(pipeline=spec.name, trigger="bench")
-
-
-def _register_only(home: Path, spec: Any) -> None:
-    """Spec registration is setup on the flow side; the direct side gets the same setup."""
-    from retrain.settings import Settings
-    from retrain.spec_store import register_spec
-    from retrain.wiring import build_registry
-
-    reg = build_registry(Settings(home=home))
-    register_spec(reg, spec)
-    reg.close()
 
 
 def bench_flow_overhead(*, quick: bool) -> None:
@@ -136,20 +138,21 @@ def bench_flow_overhead(*, quick: bool) -> None:
         with prefect_test_harness(server_startup_timeout=120):
             _direct(Path(tmp) / "warm", spec)  # imports and first-use costs, on neither side
             for i in range(repeats):
-                home = Path(tmp) / f"direct-{i}"
-                _register_only(home, spec)
                 started = time.perf_counter()
-                a = _direct(home, spec)
+                a = _direct(Path(tmp) / f"direct-{i}", spec)
                 direct.append(time.perf_counter() - started)
                 home = Path(tmp) / f"flow-{i}"
+                _register(home, spec)
                 started = time.perf_counter()
                 b = _with_flow(home, spec)
                 flowed.append(time.perf_counter() - started)
                 assert a["gate"] == b["gate"] and a["release"] == b["release"] == "promoted"
     d, f = statistics.median(direct), statistics.median(flowed)
     budget = 1.10 * d + 3.0
-    print(f"retrain flow vs functions called directly ({rows:,} rows, {epochs} epochs, "
-          f"median of {repeats}):")  # fmt: skip
+    print(
+        f"retrain flow vs functions called directly ({rows:,} rows, {epochs} epochs, "
+        f"median of {repeats}):"
+    )
     print(f"  functions directly  {d:7.2f} s   runs: {', '.join(f'{x:.2f}' for x in direct)}")
     print(f"  retrain-model flow  {f:7.2f} s   runs: {', '.join(f'{x:.2f}' for x in flowed)}")
     print(

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from flows.context import open_pipeline
 from tasks.data_tasks import detect_drift_task, load_dataset
-from tasks.drift_events import signal_drift
 from tasks.pipeline_runs import champion_reference
+from tasks.pipeline_tasks import signal_drift_task
 
 __all__ = ["monitor_drift"]
-
-signal_drift_task = task(name="signal-drift", cache_policy=NO_CACHE)(signal_drift)
 
 
 @flow(name="monitor-drift", log_prints=True)
@@ -27,15 +24,11 @@ def monitor_drift(pipeline: str, source: str | None = None) -> dict[str, Any]:
             print(f"{spec.name} has no champion yet: nothing to compare with")
             return {"model": spec.name, "drifted": False, "reason": "no champion"}
         current = load_dataset(source or spec.dataset.recent or spec.dataset.source, **ctx.s3)
-        result = detect_drift_task(
-            reg, reference[1], current, spec.drift, name=f"{spec.name}-monitor"
-        )
-        report = reg.catalog.latest_artifact("drift_report", f"{spec.name}-monitor")
+        report_name = f"{spec.name}-monitor"
+        result = detect_drift_task(reg, reference[1], current, spec.drift, name=report_name)
         event_id = None
         if result.drifted and spec.triggers.drift:
-            event_id = signal_drift_task(
-                reg, spec.name, result, report_digest=report.digest if report else None
-            )
+            event_id = signal_drift_task(reg, spec.name, result, report_name=report_name)
         print(result.summary())
         return {
             "model": spec.name,

@@ -84,10 +84,12 @@ def retrain_model(
                 reg, spec.name, candidate.version, spec.canary, ctx.metrics_source()
             )
             if release.promoted:
-                freeze_promoted_holdout(reg, spec.name, fresh_holdout.digest, candidate.version)
+                freeze_promoted_holdout(
+                    reg, spec.name, fresh_holdout.digest, version=candidate.version
+                )
         summary = summarize_run(
             reg, spec.name, trigger, snapshot, drift, candidate, decision, release, started
         )
-        record_retrain(reg, spec.name, key, summary)
+        record_retrain(reg, spec.name, key, summary, actor="retrain-model")
         publish_table(artifact_key("retrain", spec.name), [summary], description="Retrain outcome")
         return summary

@@ -19,7 +19,7 @@ import httpx
 
 from registry.errors import RetrainError
 
-__all__ = ["Service", "Stack", "StackError", "python_argv"]
+__all__ = ["Service", "Stack", "StackError", "module_argv"]
 
 
 class StackError(RetrainError):
@@ -106,6 +106,6 @@ class Stack:
         self.running.clear()
 
 
-def python_argv(*args: str) -> list[str]:
-    """argv that runs the ``retrain`` CLI with this interpreter."""
-    return [sys.executable, "-m", "retrain", *args]
+def module_argv(module: str, *args: str) -> list[str]:
+    """argv that runs ``python -m module args`` with this interpreter (its venv's packages)."""
+    return [sys.executable, "-m", module, *args]

@@ -27,17 +27,19 @@ def drift_event_resources(model: str) -> tuple[dict[str, str], list[dict[str, st
 
 
 def signal_drift(
-    registry: Registry, model: str, result: DriftResult, *, report_digest: str | None = None
+    registry: Registry, model: str, result: DriftResult, *, report_name: str
 ) -> str | None:
     """Record ``drift.detected`` in the registry and emit ``ml.drift.detected`` to Prefect.
 
-    Returns the Prefect event id (None when no Prefect API takes events, e.g. outside a run).
+    ``report_name`` names the stored drift report the event links to. Returns the Prefect
+    event id (None when no Prefect API takes events, e.g. outside a run).
     """
+    report = registry.catalog.latest_artifact("drift_report", report_name)
     payload: dict[str, Any] = {
         "drifted_share": result.drifted_share,
         "threshold": result.drift_share,
         "drifted_columns": result.drifted_columns,
-        "report_digest": report_digest,
+        "report_digest": report.digest if report is not None else None,
     }
     registry.catalog.append_event(
         "drift.detected",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.drift_events import signal_drift
 from tasks.holdout import split_holdout
 from tasks.pipeline_runs import find_completed_run, freeze_holdout, record_run
 from tasks.snapshots import Snapshot, take_snapshot
@@ -15,7 +16,13 @@ from tasks.snapshots import Snapshot, take_snapshot
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["find_reusable_run", "freeze_promoted_holdout", "record_retrain", "split_snapshot"]
+__all__ = [
+    "find_reusable_run",
+    "freeze_promoted_holdout",
+    "record_retrain",
+    "signal_drift_task",
+    "split_snapshot",
+]
 
 
 # Registries are live clients and frames are large: inputs are not hashed for caching.
@@ -31,19 +38,9 @@ def split_snapshot(
     )
 
 
-@task(name="find-reusable-run", cache_policy=NO_CACHE)
-def find_reusable_run(registry: Registry, model: str, key: str) -> dict[str, Any] | None:
-    """An earlier run with the same dataset, spec and code digests, if one finished."""
-    return find_completed_run(registry, model, key)
-
-
-@task(name="record-retrain", cache_policy=NO_CACHE)
-def record_retrain(registry: Registry, model: str, key: str, summary: dict[str, Any]) -> None:
-    """Append the run's summary to the model's event log."""
-    record_run(registry, model, key, summary, actor="retrain-model")
-
-
-@task(name="freeze-promoted-holdout", cache_policy=NO_CACHE)
-def freeze_promoted_holdout(registry: Registry, model: str, digest: str, version: int) -> None:
-    """The promoted model's holdout becomes the one later candidates are judged on."""
-    freeze_holdout(registry, model, digest, version=version)
+find_reusable_run = task(name="find-reusable-run", cache_policy=NO_CACHE)(find_completed_run)
+record_retrain = task(name="record-retrain", cache_policy=NO_CACHE)(record_run)
+freeze_promoted_holdout = task(name="freeze-promoted-holdout", cache_policy=NO_CACHE)(
+    freeze_holdout
+)
+signal_drift_task = task(name="signal-drift", cache_policy=NO_CACHE)(signal_drift)

@@ -16,7 +16,8 @@ def up(
     serve_models: bool = typer.Option(True, help="Start the model server."),
 ) -> None:
     """Start the local stack: Prefect server + UI, deployments, model server, alert receiver."""
-    from retrain.stack import Service, Stack, python_argv
+    from retrain.stack import Service, Stack, module_argv
+    from retrain.wiring import serving_url
 
     cfg = settings()
     home = cfg.home.resolve()
@@ -30,28 +31,30 @@ def up(
     services = [
         Service(
             "prefect-server",
-            python_argv_prefect(
-                "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)
+            module_argv(
+                "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)
             ),
             url=prefect_url,
             ready_url=f"{prefect_url}/api/health",
             env=prefect_env,
         ),
-        Service("deployments", python_argv("pipelines", "serve"), url="", env=prefect_env),
+        Service(
+            "deployments", module_argv("retrain", "pipelines", "serve"), url="", env=prefect_env
+        ),
         Service(
             "alert-receiver",
-            python_argv("alerts", "serve"),
+            module_argv("retrain", "alerts", "serve"),
             url=f"http://{cfg.alerts_host}:{cfg.alerts_port}/alerts/generic",
             ready_url=f"http://{cfg.alerts_host}:{cfg.alerts_port}/healthz",
             env=prefect_env,
         ),
     ]
     if serve_models:
-        base = f"http://{cfg.serve_host}:{cfg.serve_port}"
+        base = serving_url(cfg)
         services.append(
             Service(
                 "model-server",
-                python_argv("serve"),
+                module_argv("retrain", "serve"),
                 url=f"{base}/v1/models",
                 ready_url=f"{base}/healthz",
                 env=prefect_env,
@@ -62,8 +65,13 @@ def up(
         services.append(
             Service(
                 "mlflow-ui",
-                python_argv_mlflow(
-                    "ui", "--backend-store-uri", cfg.tracking_uri, "--port", str(cfg.mlflow_port)
+                module_argv(
+                    "mlflow",
+                    "ui",
+                    "--backend-store-uri",
+                    cfg.tracking_uri,
+                    "--port",
+                    str(cfg.mlflow_port),
                 ),
                 url=mlflow_url,
                 ready_url=mlflow_url,
@@ -84,20 +92,6 @@ def up(
     finally:
         stack.stop()
     console.print("stopped.")
-
-
-def python_argv_prefect(*args: str) -> list[str]:
-    """argv that runs the Prefect CLI of this interpreter."""
-    import sys
-
-    return [sys.executable, "-m", "prefect", *args]
-
-
-def python_argv_mlflow(*args: str) -> list[str]:
-    """argv that runs the MLflow CLI of this interpreter."""
-    import sys
-
-    return [sys.executable, "-m", "mlflow", *args]
 
 
 @app.command()

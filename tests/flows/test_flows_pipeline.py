@@ -102,6 +102,8 @@ def test_monitor_flags_drift_and_emits_an_event(pipeline: tuple[Registry, Path])
     assert "annual_income" in drifted["columns"]
     recorded = registry.catalog.events(MODEL, kinds=["drift.detected"])
     assert len(recorded) == 1 and recorded[0].payload["drifted_share"] >= 0.3
+    report = registry.catalog.latest_artifact("drift_report", f"{MODEL}-monitor")
+    assert report is not None and recorded[0].payload["report_digest"] == report.digest
 
 
 def test_rollback_flow_moves_the_champion_back(pipeline: tuple[Registry, Path]) -> None:
