@@ -296,7 +296,7 @@ def bench_alert_to_run(*, samples: int) -> None:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from retrain.deployments import build_deployments
+    from retrain.deployments import build_deployments, deployment_names
 
     models = [f"run-model-{i}" for i in range(samples)]
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=90):
@@ -328,7 +328,7 @@ def bench_alert_to_run(*, samples: int) -> None:
                     alert_ms.append((time.perf_counter() - sent) * 1000.0)
                     start = time.perf_counter()
                     run_deployment(
-                        f"retrain-model/retrain-{model}",
+                        deployment_names(model).retrain_full,
                         parameters={"pipeline": model, "trigger": "bench"},
                         timeout=0,
                         as_subflow=False,

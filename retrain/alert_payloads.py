@@ -21,17 +21,18 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from registry.errors import ConfigError
+from retrain.spec_yaml import MODEL_NAME_PATTERN, describe_first_error
 
 __all__ = ["SOURCES", "AlertPayloadError", "AlertSignal", "parse_alerts"]
 
 Status = Literal["firing", "resolved"]
 _MODEL_LABELS = ("model", "retrain_model", "ml_model")
-_MODEL_PATTERN = r"^[a-z][a-z0-9-]{0,46}[a-z0-9]$"
+_Doc = TypeVar("_Doc", bound=BaseModel)
 
 
 class AlertPayloadError(ConfigError):
@@ -77,7 +78,7 @@ class _Webhook(_Open):
 
 
 class _Evidently(_Open):
-    model: str = Field(pattern=_MODEL_PATTERN)
+    model: str = Field(pattern=MODEL_NAME_PATTERN)
     status: Status = "firing"
     drift_share: float | None = Field(default=None, ge=0.0, le=1.0)
     drifted_columns: list[str] = Field(default_factory=list)
@@ -86,7 +87,7 @@ class _Evidently(_Open):
 
 
 class _Generic(_Open):
-    model: str = Field(pattern=_MODEL_PATTERN)
+    model: str = Field(pattern=MODEL_NAME_PATTERN)
     status: Status = "firing"
     reason: str = Field(default="", max_length=2000)
     dedup_key: str | None = Field(default=None, min_length=1, max_length=200)
@@ -104,15 +105,20 @@ def parse_alerts(source: str, body: bytes) -> list[AlertSignal]:
         raise AlertPayloadError(f"body is not JSON: {exc}", status=400) from exc
     if not isinstance(document, dict):
         raise AlertPayloadError("body must be a JSON object", status=400)
+    return parser(document, body)
+
+
+def _validate(shape: type[_Doc], document: dict[str, Any]) -> _Doc:
+    """``document`` read as ``shape``; the first mistake, naming its field, as a 422."""
     try:
-        return parser(document, body)
+        return shape.model_validate(document)
     except ValidationError as exc:
-        raise AlertPayloadError(_first_error(exc)) from exc
+        raise AlertPayloadError(describe_first_error(exc, shape)) from exc
 
 
 def _webhook(source: str) -> Callable[[dict[str, Any], bytes], list[AlertSignal]]:
     def parse(document: dict[str, Any], body: bytes) -> list[AlertSignal]:
-        hook = _Webhook.model_validate(document)
+        hook = _validate(_Webhook, document)
         per_model: dict[str, list[_WebhookAlert]] = {}
         for alert in hook.alerts:
             labels = {**hook.commonLabels, **alert.labels}
@@ -138,14 +144,14 @@ def _webhook(source: str) -> Callable[[dict[str, Any], bytes], list[AlertSignal]
 
 
 def _evidently(document: dict[str, Any], body: bytes) -> list[AlertSignal]:
-    alert = _Evidently.model_validate(document)
+    alert = _validate(_Evidently, document)
     key = alert.report_id or _hash_bytes(body)
     payload = alert.model_dump(exclude_none=True)
     return [AlertSignal("evidently", alert.model, alert.status, f"evidently:{key}", payload)]
 
 
 def _generic(document: dict[str, Any], body: bytes) -> list[AlertSignal]:
-    alert = _Generic.model_validate(document)
+    alert = _validate(_Generic, document)
     key = alert.dedup_key or _hash_bytes(body)
     payload = alert.model_dump(exclude_none=True)
     return [AlertSignal("generic", alert.model, alert.status, f"generic:{key}", payload)]
@@ -165,10 +171,3 @@ def _hash(value: Any) -> str:
 
 def _hash_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message

@@ -78,8 +78,13 @@ class _Refused(Exception):
 def sign_body(secret: str, body: bytes, timestamp: float | None = None) -> dict[str, str]:
     """The headers that sign ``body`` for the receiver (what a sender adds)."""
     stamp = str(int(time.time() if timestamp is None else timestamp))
-    mac = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    mac = _mac(secret.encode(), stamp, body)
     return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={mac}"}
+
+
+def _mac(secret: bytes, stamp: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``"<timestamp>.<body>"``: what a sender signs, what is checked."""
+    return hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
 class _ModelDirectory:
@@ -159,9 +164,8 @@ def create_app(
             raise _Refused(400, f"{TIMESTAMP_HEADER} must be unix seconds") from None
         if abs(time.time() - sent) > max_signature_age_s:
             raise _Refused(401, "timestamp is more than 5 minutes off; sign again and resend")
-        expected = hmac.new(secret_bytes, stamp.encode() + b"." + body, hashlib.sha256)
         given = signature.removeprefix("sha256=").strip().encode()
-        if not hmac.compare_digest(given, expected.hexdigest().encode()):
+        if not hmac.compare_digest(given, _mac(secret_bytes, stamp, body).encode()):
             raise _Refused(401, "invalid signature")
 
     def store(signals: list[AlertSignal]) -> list[tuple[AlertRecord, bool]]:

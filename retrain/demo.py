@@ -20,7 +20,6 @@ from retrain.demo_support import (
     BackgroundTraffic,
     ThreadLauncher,
     Timeline,
-    create_retrain_limit,
     free_port,
     post_alert,
     print_decisions,
@@ -99,6 +98,7 @@ def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[di
     from flows.monitor import monitor_drift
     from flows.retrain import retrain_model
     from retrain.alerts import create_app as create_alert_app
+    from retrain.deployments import create_retrain_limits
     from retrain.spec_store import register_spec
     from retrain.specs import default_spec_paths, load_spec
     from retrain.wiring import build_registry
@@ -135,7 +135,7 @@ def _story(settings: Settings, *, rows: int, epochs: int, token: str) -> list[di
         }
     )
     register_spec(registry, spec)
-    create_retrain_limit(MODEL)
+    create_retrain_limits([MODEL])  # the one-slot limit, as `retrain up` creates it
     console.rule(f"[bold]retrain demo[/] — pipeline {MODEL}, state in {settings.home}")
 
     def week_data(week: int, scenario: str, *, into_window: bool = True) -> None:

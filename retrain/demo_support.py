@@ -21,7 +21,6 @@ __all__ = [
     "BackgroundTraffic",
     "ThreadLauncher",
     "Timeline",
-    "create_retrain_limit",
     "free_port",
     "post_alert",
     "print_decisions",
@@ -174,16 +173,6 @@ def print_decisions(registry: Registry, model: str) -> None:
         for e in registry.catalog.events(model, kinds=["canary.step"])
     ]
     console.print(render_table("Canary analysis, step by step", steps))
-
-
-def create_retrain_limit(model: str) -> None:
-    """The one-slot limit retrains of the model hold, as `retrain up` creates it."""
-    from prefect.client.orchestration import get_client
-
-    from retrain.deployments import retrain_limit_name
-
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(retrain_limit_name(model), 1)
 
 
 def wait_for_alert_run(launcher: ThreadLauncher, timeout_s: float = 240.0) -> None:

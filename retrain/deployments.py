@@ -41,6 +41,7 @@ __all__ = [
     "DeploymentNames",
     "apply_deployments",
     "build_deployments",
+    "create_retrain_limits",
     "deployment_names",
     "prefect_api_url",
     "retrain_limit_name",
@@ -58,6 +59,11 @@ class DeploymentNames:
     monitor: str
     retrain_on_drift: str
     rollback: str
+
+    @property
+    def all(self) -> list[str]:
+        """The four names, in the order above."""
+        return [self.retrain, self.monitor, self.retrain_on_drift, self.rollback]
 
     @property
     def retrain_full(self) -> str:
@@ -78,6 +84,15 @@ def deployment_names(model: str) -> DeploymentNames:
 def retrain_limit_name(model: str) -> str:
     """The global concurrency limit (one slot) a retrain of ``model`` holds while it runs."""
     return f"retrain-{model}"
+
+
+def create_retrain_limits(models: Sequence[str]) -> None:
+    """Create (or reset to one slot) the retrain limit of each of ``models``."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for model in models:
+            client.upsert_global_concurrency_limit_by_name(retrain_limit_name(model), 1)
 
 
 def build_deployments(
@@ -167,13 +182,11 @@ def prefect_api_url(*, timeout_s: float = 2.0) -> str | None:
 
 def apply_deployments(spec: PipelineSpec, *, work_pool_name: str | None = None) -> dict[str, str]:
     """Create or update ``spec``'s deployments and its retrain limit; name -> deployment id."""
-    from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectException
 
     deployments = build_deployments(spec, work_pool_name=work_pool_name)
     try:
-        with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name(retrain_limit_name(spec.name), 1)
+        create_retrain_limits([spec.name])
         return {d.name: str(d.apply()) for d in deployments}
     except (PrefectException, httpx.HTTPError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -183,10 +196,7 @@ def apply_deployments(spec: PipelineSpec, *, work_pool_name: str | None = None) 
 def serve_deployments(specs: Sequence[PipelineSpec], *, limit: int | None = None) -> None:
     """Serve every deployment of ``specs`` from this process until interrupted (blocking)."""
     from prefect import serve
-    from prefect.client.orchestration import get_client
 
     deployments = [d for spec in specs for d in build_deployments(spec)]
-    with get_client(sync_client=True) as client:
-        for spec in specs:
-            client.upsert_global_concurrency_limit_by_name(retrain_limit_name(spec.name), 1)
+    create_retrain_limits([spec.name for spec in specs])
     serve(*deployments, limit=limit, print_starting_message=False)

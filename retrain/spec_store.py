@@ -66,11 +66,10 @@ def register_spec(registry: Registry, spec: PipelineSpec) -> PipelineSummary:
     """Store ``spec`` content-hashed under its name; a no-op when the same spec is current."""
     from retrain.specs import canonical_json
 
-    data = canonical_json(spec)
-    digest = registry.put_bytes(data, media_type="application/json")
     latest = registry.catalog.latest_artifact(SPEC_ARTIFACT_KIND, spec.name)
-    if latest is not None and latest.digest == digest:
+    if latest is not None and latest.digest == spec.digest:  # its blob is stored already
         return PipelineSummary.from_artifact(latest)
+    digest = registry.put_bytes(canonical_json(spec), media_type="application/json")
     meta = {
         "task": spec.task,
         "target": spec.target,
@@ -88,11 +87,8 @@ def register_spec(registry: Registry, spec: PipelineSpec) -> PipelineSummary:
 
 def list_registered_pipelines(registry: Registry) -> list[PipelineSummary]:
     """The current version of every registered pipeline, by name."""
-    latest: dict[str, ArtifactRecord] = {}
-    for record in registry.catalog.artifacts(kind=SPEC_ARTIFACT_KIND):
-        current = latest.get(record.name)
-        if current is None or record.id > current.id:
-            latest[record.name] = record
+    # Oldest first: each name keeps its newest record.
+    latest = {r.name: r for r in registry.catalog.artifacts(kind=SPEC_ARTIFACT_KIND)}
     return [PipelineSummary.from_artifact(latest[name]) for name in sorted(latest)]
 
 

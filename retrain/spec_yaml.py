@@ -1,7 +1,9 @@
 """Reading spec text: YAML that refuses duplicate keys, and validation errors as one line.
 
 ``describe_first_error`` turns a pydantic ``ValidationError`` into ``field.path: message``
-(unknown fields get a "did you mean" hint), which is what a user reads after ``spec <file>:``.
+(unknown fields get a "did you mean" hint), which is what a user reads after ``spec <file>:``
+and what an alert sender reads in a 422. ``MODEL_NAME_PATTERN`` is the rule a model's name
+follows, in a spec and in an alert alike (this module stays light for the alert receiver).
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["UniqueKeyLoader", "describe_first_error"]
+__all__ = ["MODEL_NAME_PATTERN", "UniqueKeyLoader", "describe_first_error"]
+
+# Deployment names, Kubernetes labels and Prefect resource ids are all built from the name.
+MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,46}[a-z0-9]$"
 
 
 def describe_first_error(exc: ValidationError, root: type[BaseModel]) -> str:

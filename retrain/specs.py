@@ -12,7 +12,6 @@ A mistake in a spec is reported as one line naming the field, for example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -24,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.config import ModelConfig, TrainingConfig
 from registry.errors import ConfigError
-from retrain.spec_yaml import UniqueKeyLoader, describe_first_error
+from registry.hashing import digest_bytes
+from retrain.spec_yaml import MODEL_NAME_PATTERN, UniqueKeyLoader, describe_first_error
 from tasks.canary import CanaryPolicy
 from tasks.drift import DriftPolicy
 from tasks.gate import GateRules
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 DEFAULT_SPECS_DIR = Path(__file__).parent / "pipelines"
-# Deployment names, Kubernetes labels and Prefect resource ids are all built from the name.
-_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,46}[a-z0-9]$"
 _UNIT_METRICS = frozenset({"roc_auc", "accuracy", "f1"})
 
 
@@ -160,7 +158,7 @@ class PipelineSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.fullmatch(_NAME_PATTERN, value):
+        if not re.fullmatch(MODEL_NAME_PATTERN, value):
             raise ValueError(
                 f"use 2-48 lowercase letters, digits and dashes, starting with a letter; "
                 f"got {value!r}"
@@ -198,7 +196,7 @@ def canonical_json(spec: PipelineSpec) -> bytes:
 
 def spec_digest(spec: PipelineSpec) -> str:
     """``sha256:<64 hex>`` of ``canonical_json(spec)``."""
-    return "sha256:" + hashlib.sha256(canonical_json(spec)).hexdigest()
+    return digest_bytes(canonical_json(spec))
 
 
 def default_spec_paths() -> list[Path]:

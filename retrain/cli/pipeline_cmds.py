@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -51,10 +50,9 @@ def register(
         registry.close()
     verb = "registered" if summary.created else "unchanged"
     console.print(f"[green]{verb}[/] pipeline [bold]{loaded.name}[/] {summary.digest}")
-    names = deployment_names(loaded.name)
-    all_names = [names.retrain, names.monitor, names.retrain_on_drift, names.rollback]
     if not deploy:
         return
+    all_names = deployment_names(loaded.name).all
     api = prefect_api_url()
     if api is None:
         console.print(f"No Prefect API reachable: `retrain up` will serve {', '.join(all_names)}.")
@@ -110,13 +108,8 @@ def show(name: str = typer.Argument(..., help="Pipeline (spec) name.")) -> None:
         spec = get_registered_spec(registry, name)
     finally:
         registry.close()
-    names = deployment_names(spec.name)
     console.print(f"# {spec.name} {spec.digest}", highlight=False)
-    console.print(
-        f"# deployments: {names.retrain}, {names.monitor}, {names.retrain_on_drift}, "
-        f"{names.rollback}",
-        highlight=False,
-    )
+    console.print(f"# deployments: {', '.join(deployment_names(spec.name).all)}", highlight=False)
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     console.print(text, highlight=False, markup=False, end="")
 
@@ -138,11 +131,12 @@ def serve(
         raise ConfigError("no Prefect API reachable: start `retrain up` or set PREFECT_API_URL")
     registry = open_registry()
     try:
-        if not list_registered_pipelines(registry):
+        registered = list_registered_pipelines(registry)
+        if not registered:
             for path in default_spec_paths():
-                register_spec(registry, load_spec(path))
+                registered.append(register_spec(registry, load_spec(path)))
                 console.print(f"registered shipped pipeline {path.stem}")
-        wanted = names or [p.name for p in list_registered_pipelines(registry)]
+        wanted = names or [p.name for p in registered]
         specs = [get_registered_spec(registry, name) for name in wanted]
     finally:
         registry.close()
@@ -154,6 +148,7 @@ def serve(
 def serve_alerts() -> None:
     """Run the alert receiver (RETRAIN_ALERTS_HOST:RETRAIN_ALERTS_PORT) until Ctrl-C."""
     import uvicorn
+    from prefect.settings import get_current_settings
 
     from retrain.alerts import create_app_from_settings
 
@@ -162,7 +157,7 @@ def serve_alerts() -> None:
         token_file = _local_token(cfg.home)
         console.print(f"no RETRAIN_ALERTS_TOKEN set: bearer token in {token_file}")
         cfg = cfg.model_copy(update={"alerts_token": SecretStr(token_file.read_text().strip())})
-    if not os.environ.get("PREFECT_API_URL"):
+    if not get_current_settings().api.url:  # what the launcher checks (env or profile)
         console.print(
             "[yellow]PREFECT_API_URL is not set:[/] alerts are stored, but start no retrain "
             "until a Prefect API is configured (`retrain up` sets it)."

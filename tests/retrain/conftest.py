@@ -23,8 +23,9 @@ def register_models(
     specs = []
     for name in names:
         triggers = TriggerSpec(drift=drift, cooldown_minutes=cooldown_minutes)
-        spec = base.model_copy(update={"name": name, "triggers": triggers})
-        register_spec(registry, PipelineSpec.model_validate(spec.model_dump()))
+        copy = base.model_copy(update={"name": name, "triggers": triggers})
+        spec = PipelineSpec.model_validate(copy.model_dump())  # the name is checked too
+        register_spec(registry, spec)
         specs.append(spec)
     return specs
 

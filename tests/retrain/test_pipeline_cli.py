@@ -81,3 +81,26 @@ def test_a_bad_spec_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
         "error: spec loan-default.yaml: gate.floor: roc_auc lies in [0, 1]; got 1.5"
     )
     assert "Traceback" not in done.stderr
+
+
+def test_serve_with_nothing_registered_serves_the_shipped_pipelines(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[str] = []
+    monkeypatch.setattr("retrain.deployments.prefect_api_url", lambda **_: "http://prefect")
+    monkeypatch.setattr(
+        "retrain.deployments.serve_deployments",
+        lambda specs, **_: served.extend(spec.name for spec in specs),
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["pipelines", "serve"])
+    assert result.exit_code == 0, result.output
+    assert served == ["loan-default", "loss-given-default"]
+    assert "registered shipped pipeline loan-default" in result.output
+    listing = runner.invoke(app, ["pipelines", "ls"])
+    assert "loan-default" in listing.output and "loss-given-default" in listing.output
+    served.clear()
+    again = runner.invoke(app, ["pipelines", "serve", "loss-given-default"])
+    assert again.exit_code == 0, again.output
+    assert served == ["loss-given-default"]
+    assert "registered shipped" not in again.output
