@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from registry.aliases import AliasMixin
 from registry.database import create_catalog_engine, ensure_schema, jsonable
-from registry.errors import BlobNotFoundError, ConfigError, NotFoundError
+from registry.errors import ConfigError, NotFoundError
 from registry.hashing import parse_digest
 from registry.inbox import InboxMixin
 from registry.numbering import NewVersion, allocate_version
@@ -34,7 +34,13 @@ from registry.schema import (
     ModelVersionRow,
     utcnow,
 )
-from registry.transactions import check_name, dataset_record, version_record
+from registry.transactions import (
+    check_name,
+    dataset_record,
+    no_blob,
+    read_metrics,
+    version_record,
+)
 
 __all__ = ["GC_LOCK_KEY", "Catalog"]
 
@@ -202,7 +208,7 @@ class Catalog(AliasMixin, InboxMixin):
                 utcnow(),
             )
             version, _ = allocate_version(s, new)
-            metrics_read = _read_metrics(stored_metrics)
+            metrics_read = read_metrics(stored_metrics)
             return ModelVersionRecord(
                 model, version, digest, status, metrics_read, stored_lineage, new.created_at
             )
@@ -212,7 +218,7 @@ class Catalog(AliasMixin, InboxMixin):
         except IntegrityError as exc:
             # The only reference that can be missing is the bundle's blob row.
             if self.get_blob(digest) is None:
-                raise _no_blob(digest) from exc
+                raise no_blob(digest) from exc
             raise
 
     def get_model_version(self, model: str, version: int) -> ModelVersionRecord:
@@ -260,17 +266,6 @@ class Catalog(AliasMixin, InboxMixin):
 def _check_status(status: str) -> None:
     if status not in MODEL_STATUSES:
         raise ConfigError(f"unknown status {status!r}: use one of {', '.join(MODEL_STATUSES)}")
-
-
-def _read_metrics(stored: Mapping[str, float | None]) -> dict[str, float]:
-    return {k: float("nan") if v is None else v for k, v in stored.items()}
-
-
-def _no_blob(digest: str) -> BlobNotFoundError:
-    return BlobNotFoundError(
-        f"no blob {digest} in the catalog: store the bytes with Registry.put_bytes or "
-        "`retrain registry put` first"
-    )
 
 
 def _blob_record(row: BlobRow) -> BlobRecord:

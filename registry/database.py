@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import math
 import os
@@ -188,30 +189,35 @@ def retrying(fn: Callable[[], T], *, url: str, deadline_s: float = 60.0) -> T:
         delay = min(delay * 2, 0.25)
 
 
-def alembic_config(connection: Connection) -> Any:
-    """Alembic's configuration for running the registry's migrations on ``connection``."""
+def _script_config() -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def alembic_config(connection: Connection) -> Any:
+    """Alembic's configuration for running the registry's migrations on ``connection``."""
+    config = _script_config()
     config.attributes["connection"] = connection
     return config
 
 
+@functools.cache
 def _head_revision() -> str | None:
-    from alembic.config import Config
+    # Read from the migration scripts once per process: every open compares against it.
     from alembic.script import ScriptDirectory
 
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(_script_config()).get_current_head()
 
 
-def _current_revision(engine: Engine) -> str | None:
+def _current_revision(conn: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect().execution_options(catalog_write=False) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    revision = MigrationContext.configure(conn).get_current_revision()
+    conn.commit()
+    return revision
 
 
 @contextlib.contextmanager
@@ -247,9 +253,11 @@ def ensure_schema(engine: Engine, database_url: str) -> None:
 
     def migrate() -> None:
         head = _head_revision()
-        if _current_revision(engine) != head:
+        with engine.connect().execution_options(catalog_write=False) as conn:
+            current = _current_revision(conn)
+        if current != head:
             with _migration_lock(engine) as conn:
-                if _current_revision_on(conn) != head:
+                if _current_revision(conn) != head:
                     command.upgrade(alembic_config(conn), "head")
                     conn.commit()
 
@@ -257,11 +265,3 @@ def ensure_schema(engine: Engine, database_url: str) -> None:
         retrying(migrate, url=database_url)
     except DBAPIError as exc:
         raise unavailable(exc, database_url) from exc
-
-
-def _current_revision_on(conn: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    revision = MigrationContext.configure(conn).get_current_revision()
-    conn.commit()
-    return revision

@@ -219,12 +219,13 @@ class S3BlobStore:
     def put_file(self, path: Path) -> StoredBlob:
         try:
             size = path.stat().st_size
-            digest = digest_file(path)
+            # A small file is read once (put_bytes hashes it); a big one is hashed, then streamed.
+            small = path.read_bytes() if size <= self.multipart_threshold else None
+            digest = digest_file(path) if small is None else ""
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}; check the path") from exc
-        if size <= self.multipart_threshold:
-            return self.put_bytes(path.read_bytes())
-
+        if small is not None:
+            return self.put_bytes(small)
         if self.exists(digest):
             return StoredBlob(digest, size, written=False)
         with path.open("rb") as handle:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
@@ -29,6 +29,8 @@ __all__ = [
     "check_name",
     "dataset_record",
     "event_record",
+    "no_blob",
+    "read_metrics",
     "version_record",
 ]
 
@@ -108,10 +110,7 @@ class CatalogBase:
     def _require_blob(s: Session, digest: str) -> str:
         digest = parse_digest(digest)
         if s.get(BlobRow, digest) is None:
-            raise BlobNotFoundError(
-                f"no blob {digest} in the catalog: store the bytes with Registry.put_bytes or "
-                "`retrain registry put` first"
-            )
+            raise no_blob(digest)
         return digest
 
     def close(self) -> None:
@@ -128,13 +127,26 @@ def check_name(kind: str, value: str, *, longest: int = 200) -> str:
     return value
 
 
+def no_blob(digest: str) -> BlobNotFoundError:
+    """The error for a row that would reference a blob the catalog does not know."""
+    return BlobNotFoundError(
+        f"no blob {digest} in the catalog: store the bytes with Registry.put_bytes or "
+        "`retrain registry put` first"
+    )
+
+
+def read_metrics(stored: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics as stored (JSON has no NaN: null stands for it) back as floats."""
+    return {k: float("nan") if v is None else float(v) for k, v in stored.items()}
+
+
 def version_record(row: ModelVersionRow) -> ModelVersionRecord:
     return ModelVersionRecord(
         model=row.model,
         version=row.version,
         bundle_digest=row.bundle_digest,
         status=row.status,
-        metrics={k: float("nan") if v is None else float(v) for k, v in row.metrics.items()},
+        metrics=read_metrics(row.metrics),
         lineage=dict(row.lineage),
         created_at=row.created_at,
     )

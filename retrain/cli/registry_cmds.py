@@ -39,11 +39,11 @@ def parse_duration(text: str) -> timedelta:
 
 def _size(n: int) -> str:
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{n} B"
+    return f"{value:.1f} GiB"
 
 
 class _CountingReader:
@@ -217,9 +217,9 @@ def models_history(
 ) -> None:
     """The model's event log: registrations, gate decisions, promotions, rollbacks."""
     with open_registry() as reg:
-        if name not in reg.catalog.list_models() and not reg.catalog.events(name, limit=1):
-            raise ConfigError(f"no model named {name!r}: see `retrain models ls`")
         events = reg.catalog.events(name, limit=limit)
+        if not events and name not in reg.catalog.list_models():
+            raise ConfigError(f"no model named {name!r}: see `retrain models ls`")
     rows = [
         {
             "id": e.id,

@@ -109,13 +109,25 @@ def test_models_ls_history_and_aliases(home: Path) -> None:
             "loan-default", "champion", 2, expected=None, reason="passed gate", actor="canary"
         )
     listed = _retrain(home, "models", "ls")
-    assert listed.returncode == 0 and "loan-default" in listed.stdout
+    assert listed.returncode == 0
+    # model, versions, latest, latest status, champion, canary
+    assert _row(listed.stdout, "loan-default") == ["loan-default", "2", "2", "candidate", "2", "-"]
     history = _retrain(home, "models", "history", "loan-default")
     assert history.returncode == 0
     assert history.stdout.count("model.registered") == 2
     assert "alias.set" in history.stdout and "passed gate" in history.stdout
     aliases = _retrain(home, "models", "aliases", "loan-default")
-    assert "champion" in aliases.stdout
+    assert aliases.returncode == 0
+    assert _row(aliases.stdout, "champion") == ["champion", "2", "candidate"]
+
+
+def _row(table: str, first: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first``."""
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        if cells[0] == first:
+            return cells
+    raise AssertionError(f"no row {first!r} in:\n{table}")
 
 
 def test_gc_deletes_old_orphans_only_when_told(home: Path) -> None:

@@ -69,6 +69,12 @@ def test_big_blob_round_trip_uses_the_pipelined_verified_read(registry: Registry
     data = os.urandom(20 * 1024 * 1024 + 5)  # above the threaded-read threshold
     digest = registry.put_bytes(data)
     assert registry.get_bytes(digest) == data
+    path = _store(registry).path_of(digest)
+    with path.open("r+b") as handle:  # one flipped byte in the last chunk, same size
+        handle.seek(len(data) - 2)
+        handle.write(bytes([data[-2] ^ 0x01]))
+    with pytest.raises(CorruptBlobError, match="corrupt"):
+        registry.get_bytes(digest)
 
 
 def test_flipped_byte_is_refused_and_reported_by_verify(registry: Registry, tmp_path: Path) -> None:
@@ -117,9 +123,10 @@ def test_malformed_digest_is_one_clear_line(registry: Registry, bad: str) -> Non
     assert "64 hex digits" in str(caught.value)
 
 
-def test_upper_case_digest_is_accepted() -> None:
-    digest = digest_bytes(b"x")
+def test_upper_case_digest_is_accepted(registry: Registry) -> None:
+    digest = registry.put_bytes(b"x")
     assert parse_digest(digest.upper().replace("SHA256", "sha256")) == digest
+    assert registry.get_bytes(digest.upper()) == b"x"
 
 
 def test_failed_commit_leaves_no_row_and_gc_collects_the_orphan_only_after_grace(
