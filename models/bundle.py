@@ -35,6 +35,7 @@ __all__ = [
     "ModelBundle",
     "encode_bundle",
     "load_bundle",
+    "predict_arrays",
     "save_bundle",
 ]
 
@@ -140,14 +141,26 @@ class ModelBundle:
             numeric, categorical = self.preprocessor.transform(instances)
         else:
             numeric, categorical = self.preprocessor.transform_records(instances)
-        with torch.inference_mode():
-            out = self.net(torch.from_numpy(numeric), torch.from_numpy(categorical))
-        raw = out.double().numpy()
-        if self.task == "binary":
-            result: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
-            return result
-        values: np.ndarray = raw * self.preprocessor.target_std + self.preprocessor.target_mean
-        return values
+        return predict_arrays(self.net, self.task, self.preprocessor, numeric, categorical)
+
+
+def predict_arrays(
+    net: TabularMLP,
+    task: str,
+    preprocessor: Preprocessor,
+    numeric: np.ndarray,
+    categorical: np.ndarray,
+) -> np.ndarray:
+    """Predictions of ``net`` on transformed inputs: P(y=1) for binary tasks, else the value
+    on the target's scale (float64 [n]). ``net`` must be on the CPU in eval mode."""
+    with torch.inference_mode():
+        out = net(torch.from_numpy(numeric), torch.from_numpy(categorical))
+    raw = out.double().numpy()
+    if task == "binary":
+        result: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
+        return result
+    values: np.ndarray = raw * preprocessor.target_std + preprocessor.target_mean
+    return values
 
 
 def load_bundle(get_bytes: GetBytes, digest: str) -> ModelBundle:

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.drift import DriftPolicy, DriftResult, detect_drift, record_drift
-from tasks.snapshots import Snapshot, load_frame, read_snapshot, take_snapshot
+from tasks.snapshots import load_frame, read_snapshot, take_snapshot
 from tasks.validation import ValidationResult, validate_and_record
 
 if TYPE_CHECKING:
@@ -18,25 +18,17 @@ if TYPE_CHECKING:
 
 __all__ = ["detect_drift_task", "load_dataset", "snapshot_dataset", "validate_snapshot"]
 
+# Registries are live clients and frames are large: inputs are not hashed for caching.
+load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(load_frame)
+"""Read a file, folder, ``s3://`` prefix or ``simulator://`` source into a frame."""
+
+snapshot_dataset = task(name="snapshot-dataset", cache_policy=NO_CACHE)(take_snapshot)
+"""Freeze the frame as deterministic Parquet in the registry."""
+
 
 def _frame(registry: Registry, data: pd.DataFrame | str) -> pd.DataFrame:
     """A frame as given, or read from the registry when ``data`` is a snapshot digest."""
     return read_snapshot(registry, data) if isinstance(data, str) else data
-
-
-# Registries are live clients and frames are large: inputs are not hashed for caching.
-@task(name="load-dataset", cache_policy=NO_CACHE)
-def load_dataset(
-    source: str | Path, *, s3_endpoint_url: str | None = None, s3_region: str | None = None
-) -> pd.DataFrame:
-    """Read a file, folder, ``s3://`` prefix or ``simulator://`` source into a frame."""
-    return load_frame(source, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
-
-
-@task(name="snapshot-dataset", cache_policy=NO_CACHE)
-def snapshot_dataset(registry: Registry, name: str, frame: pd.DataFrame) -> Snapshot:
-    """Freeze the frame as deterministic Parquet in the registry."""
-    return take_snapshot(registry, name, frame)
 
 
 @task(name="validate-snapshot", cache_policy=NO_CACHE)

@@ -200,9 +200,8 @@ def _run_evidently(
             )
     except (ValueError, KeyError, TypeError) as exc:
         raise DriftError(f"Evidently could not compare the data: {exc}".splitlines()[0]) from exc
-    return _columns_from(snapshot.dict(), numeric), snapshot.get_html_str(
-        as_iframe=False
-    ) if render else ""
+    columns = _columns_from(snapshot.dict(), numeric)
+    return columns, snapshot.get_html_str(as_iframe=False) if render else ""
 
 
 def _columns_from(report: dict[str, Any], numeric: list[str]) -> dict[str, ColumnDrift]:

@@ -121,7 +121,7 @@ def evaluate_candidate(
     cand_pred = candidate.predict(holdout)
     cand_metrics = compute_metrics(candidate.task, y, cand_pred)
     checks: list[Check] = []
-    value = spec.fn(y, cand_pred)
+    value = cand_metrics.get(metric, float("nan"))  # compute_metrics leaves out NaN (e.g. AUC)
     if rules.floor is not None:
         ok = value >= rules.floor if spec.higher_is_better else value <= rules.floor
         bound = "at least" if spec.higher_is_better else "at most"

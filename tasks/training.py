@@ -283,13 +283,8 @@ def train_model(
 def _validation_metrics(
     net: Any, task: str, num: np.ndarray, cat: np.ndarray, y: np.ndarray, pre: Any
 ) -> dict[str, float]:
-    import torch
-
+    from models.bundle import predict_arrays
     from models.metrics import compute_metrics
 
-    with torch.inference_mode():
-        raw = net(torch.from_numpy(num), torch.from_numpy(cat)).double().numpy()
-    pred = (
-        1.0 / (1.0 + np.exp(-raw)) if task == "binary" else raw * pre.target_std + pre.target_mean
-    )
+    pred = predict_arrays(net, task, pre, num, cat)
     return {f"val_{k}": v for k, v in compute_metrics(task, y, pred).items()}

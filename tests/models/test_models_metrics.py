@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.bootstrap import _AucPlan, paired_bootstrap
-from models.metrics import accuracy, f1, log_loss, mae, rmse, roc_auc
+from models.bootstrap import _AucPlan, _sum_statistic, paired_bootstrap
+from models.metrics import accuracy, f1, log_loss, mae, metric_spec, rmse, roc_auc
 
 
 def test_metrics_match_hand_computed_values() -> None:
@@ -33,6 +33,22 @@ def test_weighted_auc_equals_auc_of_the_resampled_rows() -> None:
         got = _AucPlan(scores[order], y[order], order).auc(counts[None, :].astype(np.float32))
         rows = np.repeat(np.arange(300), counts)
         assert got[0] == pytest.approx(roc_auc(y[rows], scores[rows]), abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "accuracy", "f1", "rmse", "mae"])
+def test_vectorised_statistic_equals_the_metric_on_the_resampled_rows(metric: str) -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    spec = metric_spec(metric)
+    y = (rng.random(n) < 0.4).astype(float) if spec.task == "binary" else rng.normal(size=n)
+    a, b = rng.random(n), rng.random(n)
+    statistic = _sum_statistic(metric, y, a, b)
+    for _ in range(3):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)  # one resample of n rows
+        rows = np.repeat(np.arange(n), counts)
+        got = statistic(counts[None, :].astype(np.float32))[0]
+        expected = spec.fn(y[rows], a[rows]) - spec.fn(y[rows], b[rows])
+        assert got == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("metric", ["roc_auc", "log_loss", "accuracy", "f1"])

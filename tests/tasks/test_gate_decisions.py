@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -63,12 +62,17 @@ def _champion(registry: Registry, version: int) -> None:
 
 def test_first_model_is_judged_on_the_floor_alone(trained: dict[str, Any]) -> None:
     reg, v = trained["registry"], trained["versions"]
+    events_before = len(reg.catalog.events(MODEL, kinds=["gate.decision"]))
     decision = evaluate_candidate(reg, MODEL, v["clean"], trained["holdout"], RULES, record=False)
     assert decision.champion_version is None and decision.passed
     assert [c.name for c in decision.checks] == ["floor", "latency"]
     strict = RULES.model_copy(update={"floor": 0.99})
     failed = evaluate_candidate(reg, MODEL, v["clean"], trained["holdout"], strict, record=False)
     assert not failed.passed and failed.reasons[0].startswith("floor: roc_auc")
+    # record=False is a dry run: no event, no card, and the failed candidate is not rejected
+    assert len(reg.catalog.events(MODEL, kinds=["gate.decision"])) == events_before
+    assert failed.card_digest is None
+    assert reg.catalog.get_model_version(MODEL, v["clean"]).status == "candidate"
 
 
 def test_a_label_noise_poisoned_candidate_is_rejected(trained: dict[str, Any]) -> None:
@@ -136,7 +140,7 @@ def test_latency_over_budget_fails(trained: dict[str, Any]) -> None:
     assert [r.split(":")[0] for r in decision.reasons] == ["latency"]
 
 
-def test_rules_are_checked_against_the_task(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_rules_are_checked_against_the_task(trained: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="rmse"):
         evaluate_candidate(
             trained["registry"],

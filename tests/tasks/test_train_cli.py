@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from typer.testing import CliRunner
 import retrain.cli  # noqa: F401  (attaches every command module to the app)
 from registry.errors import ConfigError
 from retrain.cli.app import app
-from retrain.cli.common import settings as cli_settings
 
 CONFIG = """
 name: loan-default
@@ -28,16 +26,14 @@ gate: {floor: 0.3, latency_p95_ms: 500}
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("RETRAIN_HOME", str(tmp_path / "home"))
+def workdir(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared CLI home, run from a scratch folder that also holds the configs."""
     monkeypatch.chdir(tmp_path)
-    cli_settings.cache_clear()
-    yield tmp_path
-    cli_settings.cache_clear()
+    return tmp_path
 
 
-def test_train_then_evaluate_from_a_config(home: Path) -> None:
-    config = home / "train.yaml"
+def test_train_then_evaluate_from_a_config(workdir: Path) -> None:
+    config = workdir / "train.yaml"
     config.write_text(CONFIG)
     runner = CliRunner()
     trained = runner.invoke(app, ["train", str(config)])
@@ -47,14 +43,14 @@ def test_train_then_evaluate_from_a_config(home: Path) -> None:
     judged = runner.invoke(app, ["evaluate", "loan-default:1"])
     assert judged.exit_code == 0, judged.output
     assert "PASS" in judged.output and "first model" in judged.output
-    strict = home / "strict.yaml"
+    strict = workdir / "strict.yaml"
     strict.write_text(CONFIG.replace("floor: 0.3", "floor: 0.999"))
     failed = runner.invoke(app, ["evaluate", "loan-default", "--spec", str(strict)])
     assert failed.exit_code == 1 and "FAIL" in failed.output
 
 
-def test_a_bad_config_is_one_clear_error(home: Path) -> None:
-    config = home / "bad.yaml"
+def test_a_bad_config_is_one_clear_error(workdir: Path) -> None:
+    config = workdir / "bad.yaml"
     config.write_text(CONFIG.replace("task: binary", "task: binary\nepochz: 3"))
     result = CliRunner().invoke(app, ["train", str(config)])
     assert isinstance(result.exception, ConfigError)
