@@ -38,12 +38,9 @@ class PipelineContext:
         return self.settings.home / "checkpoints"
 
     @property
-    def s3(self) -> dict[str, Any]:
+    def s3(self) -> dict[str, str | None]:
         """S3 connection settings for dataset sources."""
-        return {
-            "s3_endpoint_url": self.settings.s3_endpoint_url,
-            "s3_region": self.settings.s3_region,
-        }
+        return self.settings.s3_options
 
     def tracker(self) -> MlflowTracker:
         """MLflow tracking as the settings configure it."""

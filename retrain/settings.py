@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         return self.blob_url or (self.home / "blobs").resolve().as_uri()
 
     @property
+    def s3_options(self) -> dict[str, str | None]:
+        """Keyword arguments naming the S3 endpoint and region, for dataset sources."""
+        return {"s3_endpoint_url": self.s3_endpoint_url, "s3_region": self.s3_region}
+
+    @property
     def tracking_uri(self) -> str:
         """The MLflow tracking URI; SQLite under ``home`` unless configured."""
         return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"

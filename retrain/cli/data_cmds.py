@@ -33,7 +33,7 @@ def _load(source: str) -> pd.DataFrame:
             with open_registry() as registry:
                 return read_snapshot(registry, source)
         cfg = settings()
-        return load_frame(source, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
+        return load_frame(source, **cfg.s3_options)
 
 
 @app.command("validate")

@@ -58,7 +58,7 @@ def train(
     if source is None:
         raise ConfigError("no DATA given and the config names no dataset source")
     cfg = settings()
-    frame = load_frame(source, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
+    frame = load_frame(source, **cfg.s3_options)
     training = (
         plan.training if epochs is None else plan.training.model_copy(update={"max_epochs": epochs})
     )
@@ -135,7 +135,7 @@ def evaluate(
         digest = data
         if holdout is not None:
             cfg = settings()
-            data = load_frame(holdout, s3_endpoint_url=cfg.s3_endpoint_url, s3_region=cfg.s3_region)
+            data = load_frame(holdout, **cfg.s3_options)
             digest = None
         if data is None:
             raise ConfigError(f"{model} v{version} has no frozen holdout; pass --holdout DATA")
