@@ -27,11 +27,11 @@ from starlette.routing import Route as HttpRoute
 
 from serving.errors import InvalidRequestError
 from serving.faults import FaultInjector
-from serving.follower import AliasFollower, BundleLoader, load_version
+from serving.follower import AliasFollower
 from serving.metrics import CONTENT_TYPE, ServerCollector, render_metrics
 from serving.release_state import repair_releases
 from serving.routing import LoadedModel
-from serving.stats import FeedbackLog, SeriesStats, StatsBook
+from serving.stats import FeedbackLog, StatsBook
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -82,10 +82,9 @@ class ModelServer:
     def _route_weights(self) -> list[tuple[str, int, str, float]]:
         out: list[tuple[str, int, str, float]] = []
         for route in list(self.follower.routes.values()):
-            canary_share = route.weight if route.canary is not None else 0.0
+            champion_share, canary_share = route.shares()
             if route.champion is not None:
-                share = 100.0 if route.shadow else 100.0 - canary_share
-                out.append((route.model, route.champion.version, "champion", share))
+                out.append((route.model, route.champion.version, "champion", champion_share))
             if route.canary is not None:
                 variant = "shadow" if route.shadow else "canary"
                 out.append((route.model, route.canary.version, variant, canary_share))
@@ -97,13 +96,12 @@ class ModelServer:
     async def score(self, loaded: LoadedModel, instances: list[dict[str, Any]]) -> list[float]:
         """Predict with ``loaded``, through any fault injected for it."""
         fault = self.faults.get(loaded.model, loaded.version)
-        if fault is None:
-            return list(loaded.bundle.predict(instances).tolist())
-        if fault.extra_latency_s:
-            await asyncio.sleep(fault.extra_latency_s)
-        fault.check()
-        predictions = list(loaded.bundle.predict(instances).tolist())
-        if fault.prediction_shift:
+        if fault is not None:
+            if fault.extra_latency_s:
+                await asyncio.sleep(fault.extra_latency_s)
+            fault.check()
+        predictions: list[float] = loaded.bundle.predict(instances).tolist()
+        if fault is not None and fault.prediction_shift:
             predictions = [p + fault.prediction_shift for p in predictions]
         return predictions
 
@@ -199,17 +197,13 @@ class ModelServer:
         snapshot["routing"] = {
             "champion": route.champion.version if route and route.champion else None,
             "canary": route.canary.version if route and route.canary else None,
-            "weight": route.weight if route and route.canary else 0.0,
+            "weight": route.shares()[1] if route else 0.0,
             "shadow": bool(route and route.shadow),
         }
         snapshot["load_errors"] = {
             str(v): msg for (m, v), msg in self.follower.load_errors.items() if m == name
         }
         return snapshot
-
-    def series_of(self, name: str) -> list[SeriesStats]:
-        """Every stats series of ``name`` (for in-process benchmarks)."""
-        return [s for s in self.book if s.model == name]
 
 
 def create_app(
@@ -218,25 +212,22 @@ def create_app(
     *,
     poll_interval_s: float = 0.2,
     faults: FaultInjector | None = None,
-    repair: bool = True,
-    loader: BundleLoader = load_version,
 ) -> Starlette:
     """The ASGI app serving ``models`` (every model in the catalog when empty).
 
-    On start-up it repairs half-finished releases (``repair``), loads each champion and canary,
+    On start-up it repairs half-finished releases, loads each champion and canary,
     then follows the registry every ``poll_interval_s`` seconds in a background thread.
     ``app.state.server`` is the ``ModelServer`` (faults, stats) for tests and benchmarks.
     """
-    follower = AliasFollower(registry, models, poll_interval_s=poll_interval_s, loader=loader)
+    follower = AliasFollower(registry, models, poll_interval_s=poll_interval_s)
     server = ModelServer(follower, faults or FaultInjector())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if repair:
-            try:
-                await asyncio.to_thread(repair_releases, registry.catalog, models or None)
-            except Exception as exc:  # a down catalog must not keep the server from starting
-                log.warning("release repair skipped: %s", exc)
+        try:
+            await asyncio.to_thread(repair_releases, registry.catalog, models or None)
+        except Exception as exc:  # a down catalog must not keep the server from starting
+            log.warning("release repair skipped: %s", exc)
         await asyncio.to_thread(follower.start)
         try:
             yield

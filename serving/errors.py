@@ -2,7 +2,6 @@
 
 RetrainError (registry.errors)
 └── ServingError                  the server or a release could not do what was asked
-    ├── ModelNotServedError       no such model on this server, or no champion yet
     ├── InvalidRequestError       a request body is malformed; the message names the field
     ├── BundleLoadError           a version's bundle could not be loaded; the old one stays
     └── ReleaseLockedError        another release of the model holds the release lock
@@ -15,7 +14,6 @@ from registry.errors import RetrainError
 __all__ = [
     "BundleLoadError",
     "InvalidRequestError",
-    "ModelNotServedError",
     "ReleaseLockedError",
     "ServingError",
 ]
@@ -23,10 +21,6 @@ __all__ = [
 
 class ServingError(RetrainError):
     """The model server or a release could not do what was asked."""
-
-
-class ModelNotServedError(ServingError):
-    """The model is not served here, or it has no champion loaded yet."""
 
 
 class InvalidRequestError(ServingError):

@@ -65,20 +65,6 @@ class FaultInjector:
         """The fault set for this version, if any."""
         return self._faults.get((model, version)) if self._faults else None
 
-    def describe(self) -> list[dict[str, object]]:
-        """The active faults, for the status endpoint."""
-        return [
-            {
-                "model": m,
-                "version": v,
-                "error_rate": s.error_rate,
-                "extra_latency_s": s.extra_latency_s,
-                "prediction_shift": s.prediction_shift,
-                "crash": s.crash,
-            }
-            for (m, v), s in self._faults.items()
-        ]
-
 
 _KEYS = {"errors": "error_rate", "latency": "extra_latency_s", "shift": "prediction_shift"}
 

@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +27,9 @@ from serving.routing import LoadedModel, Route
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["AliasFollower", "BundleLoader", "load_version"]
+__all__ = ["AliasFollower", "load_version"]
 
 log = logging.getLogger(__name__)
-
-BundleLoader = Callable[["Registry", str, int], LoadedModel]
 
 
 def load_version(registry: Registry, model: str, version: int) -> LoadedModel:
@@ -63,7 +60,6 @@ class AliasFollower:
         poll_interval_s: float = 0.2,
         warm_versions: int = 4,
         retry_failed_s: float = 5.0,
-        loader: BundleLoader = load_version,
     ) -> None:
         self.registry = registry
         self.models = list(models) if models else None  # None: every model in the catalog
@@ -80,9 +76,7 @@ class AliasFollower:
         self._failed_at: dict[tuple[str, int], float] = {}
         self._repaired_at: dict[str, float] = {}
         self._retry_failed_s = retry_failed_s
-        self._loader = loader
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -96,20 +90,12 @@ class AliasFollower:
     def stop(self) -> None:
         """Stop polling and wait for the thread."""
         self._stop.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def wake(self) -> None:
-        """Poll now instead of at the next tick (used right after an in-process change)."""
-        self._wake.set()
-
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll_interval_s)
-            self._wake.clear()
-            if not self._stop.is_set():
-                self.poll_once()
+        while not self._stop.wait(self.poll_interval_s):
+            self.poll_once()
 
     # -- polling -----------------------------------------------------------------------------
     def served_models(self) -> list[str]:
@@ -164,7 +150,7 @@ class AliasFollower:
         if failed_at is not None and time.monotonic() - failed_at < self._retry_failed_s:
             return None
         try:
-            loaded = self._loader(self.registry, model, version)
+            loaded = load_version(self.registry, model, version)
         except Exception as exc:  # reported, never swapped in
             self._failed_at[key] = time.monotonic()
             self.load_errors[key] = str(exc)
@@ -220,8 +206,7 @@ class AliasFollower:
                 "loaded_at": loaded.loaded_at.isoformat(),
             }
 
-        weight = route.weight if route is not None and route.canary is not None else 0.0
-        champion_share = 100.0 if route is not None and route.shadow else 100.0 - weight
+        champion_share, weight = route.shares() if route is not None else (100.0, 0.0)
         return {
             "name": model,
             "ready": route is not None and route.champion is not None,

@@ -21,7 +21,6 @@ from serving.errors import ReleaseLockedError
 
 if TYPE_CHECKING:
     from registry.catalog import Catalog
-    from registry.records import EventRecord
 
 __all__ = [
     "CANARY_ALIAS",
@@ -83,15 +82,14 @@ class ReleaseStateReader:
                 *self._catalog.events(model, kinds=[WEIGHT_EVENT], limit=1),
                 *self._catalog.events(model, kinds=[LEASE_EVENT], limit=1),
             ]
-            self._last_id[model] = 0
         else:
             events = self._catalog.events(model, kinds=[WEIGHT_EVENT, LEASE_EVENT], since_id=since)
         for event in sorted(events, key=lambda e: e.id):
-            self._last_id[model] = max(self._last_id[model], event.id)
             if event.kind == WEIGHT_EVENT:
-                self._weight[model] = dict(event.payload)
+                self._weight[model] = event.payload
             else:
                 self._lease_until[model] = float(event.payload.get("expires_at", 0.0))
+        self._last_id[model] = max((e.id for e in events), default=since or 0)
         canary = aliases.get(CANARY_ALIAS)
         locked_by = aliases.get(LOCK_ALIAS)
         orphaned = canary is not None and (
@@ -161,10 +159,10 @@ class ReleaseLease:
         self.held = False
         self._renewed_at = float("-inf")
 
-    def renew(self, *, force: bool = False) -> None:
+    def renew(self) -> None:
         """Push the expiry ``ttl_s`` into the future; writes at most every quarter ttl."""
         now = time.monotonic()
-        if not force and now - self._renewed_at < self.ttl_s / 4:
+        if now - self._renewed_at < self.ttl_s / 4:
             return
         self._renewed_at = now
         self.catalog.append_event(
@@ -228,7 +226,7 @@ def _lease_expires_at(catalog: Catalog, model: str) -> float:
 
 
 def repair_releases(
-    registry: Catalog | Any,
+    catalog: Catalog,
     models: Iterable[str] | None = None,
     *,
     actor: str = "repair",
@@ -236,11 +234,9 @@ def repair_releases(
 ) -> list[str]:
     """Leave no half-released model: a canary without a live release goes back to 0%.
 
-    Takes the registry or its catalog. A release whose lease expired (its process crashed or
-    was killed) loses its canary and its lock; a live release is left alone. Returns the
-    models that were repaired.
+    A release whose lease expired (its process crashed or was killed) loses its canary and
+    its lock; a live release is left alone. Returns the models that were repaired.
     """
-    catalog: Catalog = getattr(registry, "catalog", registry)
     now = time.time() if now is None else now
     repaired: list[str] = []
     for model in list(models) if models is not None else catalog.list_models():
@@ -273,34 +269,22 @@ def repair_releases(
     return repaired
 
 
-def _alias_change(event: EventRecord) -> tuple[str | None, int | None]:
-    """(alias, new version) of an ``alias.set``/``alias.cleared`` event."""
-    payload = event.payload
-    alias = payload.get("alias")
-    if event.kind == "alias.cleared":
-        return (str(alias) if alias is not None else None), None
-    version = payload.get("version", payload.get("to"))
-    if version is None and event.versions:
-        version = event.versions[-1]
-    return (str(alias) if alias is not None else None), (int(version) if version else None)
-
-
 def champion_history(catalog: Catalog, model: str) -> list[int]:
     """Every version the champion alias pointed at, oldest first (repeats kept)."""
-    history: list[int] = []
-    for event in catalog.events(model, kinds=["alias.set", "alias.cleared"]):
-        alias, version = _alias_change(event)
-        if alias == CHAMPION_ALIAS and version is not None:
-            history.append(version)
-    return history
+    return [
+        int(event.payload["version"])  # registry.aliases writes {"alias", "version", "previous"}
+        for event in catalog.events(model, kinds=["alias.set"])
+        if event.payload.get("alias") == CHAMPION_ALIAS
+    ]
 
 
 def previous_champion(catalog: Catalog, model: str) -> int | None:
     """The last champion before the current one that was not rejected, or None."""
-    current = catalog.get_alias(model, CHAMPION_ALIAS)
+    seen = {catalog.get_alias(model, CHAMPION_ALIAS)}
     for version in reversed(champion_history(catalog, model)):
-        if version == current:
+        if version in seen:  # the current one, or one already found rejected
             continue
+        seen.add(version)
         try:
             record = catalog.get_model_version(model, version)
         except NotFoundError:

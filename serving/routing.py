@@ -45,6 +45,11 @@ class Route:
     weight: float = 0.0  # percent to the canary (mirrored to it in shadow mode)
     shadow: bool = False
 
+    def shares(self) -> tuple[float, float]:
+        """(champion's, canary's) percent of traffic; in shadow mode the champion answers all."""
+        canary = self.weight if self.canary is not None else 0.0
+        return (100.0 if self.shadow else 100.0 - canary), canary
+
     def pick(self, key: str | None) -> tuple[LoadedModel, str, LoadedModel | None]:
         """(version that answers, its variant, version to score in shadow or None)."""
         champion = self.champion

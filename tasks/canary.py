@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from registry.errors import ConfigError
 from serving.release_state import (
     CANARY_ALIAS,
     CHAMPION_ALIAS,
+    ReleaseLease,
     acquire_release_lock,
     clear_canary,
     publish_weight,
@@ -26,20 +27,12 @@ from tasks.canary_analysis import StepAnalysis, analyse_window
 from tasks.canary_policy import CanaryOutcome, CanaryPolicy, StepRecord
 from tasks.canary_sources import MetricsSnapshot, MetricsSource, VersionCounters
 from tasks.errors import MetricsUnavailableError
-from tasks.rollback import RollbackResult, rollback
+from tasks.rollback import rollback
 
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = [
-    "CanaryOutcome",
-    "CanaryPolicy",
-    "RollbackResult",
-    "StepRecord",
-    "repair_releases",
-    "rollback",
-    "run_canary",
-]
+__all__ = ["CanaryOutcome", "CanaryPolicy", "StepRecord", "run_canary"]
 
 
 class _Unjudgeable(Exception):
@@ -48,6 +41,9 @@ class _Unjudgeable(Exception):
 
 class _Release:
     """One running release: its registry handles, outcome and artifacts."""
+
+    lease: ReleaseLease  # taken by run_canary right after construction
+    baseline: VersionCounters = VersionCounters()  # the champion's counters over the steps
 
     def __init__(
         self,
@@ -84,23 +80,25 @@ class _Release:
                     ) from exc
                 self.sleep(min(self.policy.interval_s, 1.0))
 
-    def wait_applied(self, weight: float) -> None:
-        """Wait until the server routes ``weight`` to the canary (sources that can tell)."""
+    def wait_applied(self, weight: float) -> MetricsSnapshot:
+        """Wait until the server routes ``weight`` to the canary (sources that can tell, for at
+        most ``settle_timeout_s``); the last snapshot, where the step's first window begins."""
         deadline = time.monotonic() + self.policy.settle_timeout_s
-        while time.monotonic() < deadline:
-            routing = self.snapshot().routing
-            if routing is None:
-                return
-            if routing.get("canary") == self.version and abs(routing["weight"] - weight) < 1e-6:
-                return
+        while True:
+            snapshot = self.snapshot()
+            routing = snapshot.routing
+            applied = routing is None or (
+                routing.get("canary") == self.version and abs(routing["weight"] - weight) < 1e-6
+            )
+            if applied or time.monotonic() >= deadline:
+                return snapshot
             self.sleep(min(0.05, self.policy.interval_s / 4))
 
     def measure(
         self, start: MetricsSnapshot, before: MetricsSnapshot, step: int, weight: float
     ) -> tuple[StepRecord, MetricsSnapshot]:
         """One window from ``before``: wait an interval, snapshot, judge; windows abut."""
-        began = time.monotonic()
-        self.sleep(max(0.0, self.policy.interval_s - (began - before.taken_at)))
+        self.sleep(max(0.0, self.policy.interval_s - (time.monotonic() - before.taken_at)))
         after = self.snapshot()
         assert self.champion is not None
         analysis = analyse_window(
@@ -152,9 +150,8 @@ class _Release:
                 actor=self.actor,
                 reason=f"canary step {number}/{len(steps)}: {weight:g}%",
             )
-            self.wait_applied(weight)
+            before = self.wait_applied(weight)
             inconclusive = 0
-            before = self.snapshot()
             while True:
                 self.lease.renew()
                 record, before = self.measure(start, before, number, weight)
@@ -176,11 +173,8 @@ class _Release:
                         )
                         return False
             self.progress.update(number / len(steps))
-        self.baseline = self.snapshot().since(start, self.champion or 0)
+        self.baseline = before.since(start, self.champion or 0)  # the last window's end
         return True
-
-    lease: Any
-    baseline: VersionCounters = VersionCounters()
 
     def promote(self) -> None:
         """Champion := canary by compare-and-swap, then clear the canary."""
@@ -234,10 +228,11 @@ class _Release:
     def watch(self) -> None:
         """After promotion: the new champion must keep within limits, else roll back."""
         limits, previous = self.policy.limits, self.champion
+        if not self.policy.watch_windows:
+            return
         try:
-            before = self.snapshot() if self.policy.watch_windows else None
+            before = self.snapshot()
             for window in range(1, self.policy.watch_windows + 1):
-                assert before is not None
                 self.lease.renew()
                 self.sleep(max(0.0, self.policy.interval_s - (time.monotonic() - before.taken_at)))
                 after = self.snapshot()

@@ -15,31 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.canary_sources import (
-    InProcessStatsSource,
-    MetricsSnapshot,
-    MetricsSource,
-    PrometheusSource,
-    ServerStatsSource,
-    VersionCounters,
-    histogram_quantile,
-)
+from tasks.canary_sources import VersionCounters
 
-__all__ = [
-    "CanaryLimits",
-    "Check",
-    "InProcessStatsSource",
-    "MetricsSnapshot",
-    "MetricsSource",
-    "PrometheusSource",
-    "ServerStatsSource",
-    "StepAnalysis",
-    "Verdict",
-    "VersionCounters",
-    "analyse_window",
-    "histogram_quantile",
-    "ks_distance",
-]
+__all__ = ["CanaryLimits", "Check", "StepAnalysis", "Verdict", "analyse_window", "ks_distance"]
 
 Verdict = Literal["success", "failure", "inconclusive"]
 

@@ -7,7 +7,7 @@ snapshots to get a window, exactly as PromQL's ``increase()`` would.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -17,7 +17,6 @@ from registry.errors import ConfigError
 from tasks.errors import MetricsUnavailableError
 
 __all__ = [
-    "InProcessStatsSource",
     "MetricsSnapshot",
     "MetricsSource",
     "MetricsUnavailableError",
@@ -147,16 +146,6 @@ class MetricsSource(Protocol):
     """Anything that can snapshot a model's cumulative counters per version."""
 
     def snapshot(self, model: str) -> MetricsSnapshot: ...
-
-
-class InProcessStatsSource:
-    """Reads a server running in this process (pass ``app.state.server.stats``)."""
-
-    def __init__(self, stats: Callable[[str], dict[str, Any]]) -> None:
-        self._stats = stats
-
-    def snapshot(self, model: str) -> MetricsSnapshot:
-        return MetricsSnapshot.from_server_stats(self._stats(model))
 
 
 class ServerStatsSource:

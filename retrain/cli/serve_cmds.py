@@ -50,20 +50,17 @@ def serve(
         name, version, spec = parse_fault(text)
         injector.set(name, version, spec)
     cfg = settings()
-    registry = open_registry()
-    application = create_app(
-        registry, model or None, poll_interval_s=poll_interval, faults=injector
-    )
     bind_host, bind_port = host or cfg.serve_host, port or cfg.serve_port
-    console.print(
-        f"serving {', '.join(model or ['every model'])} on http://{bind_host}:{bind_port}"
-    )
-    try:
+    with open_registry() as registry:
+        application = create_app(
+            registry, model or None, poll_interval_s=poll_interval, faults=injector
+        )
+        console.print(
+            f"serving {', '.join(model or ['every model'])} on http://{bind_host}:{bind_port}"
+        )
         uvicorn.run(
             application, host=bind_host, port=bind_port, log_level="warning", access_log=False
         )
-    finally:
-        registry.close()
 
 
 @app.command("rollback")

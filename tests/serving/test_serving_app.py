@@ -13,6 +13,7 @@ import pytest
 from registry.errors import StoreUnavailableError
 from registry.store import Registry
 from serving.release_state import acquire_release_lock, publish_weight
+from serving.stats import FeedbackLog, StatsBook
 from tasks.rollback import rollback
 
 MODEL = "loans"
@@ -91,11 +92,10 @@ def test_sticky_routing_keeps_each_caller_on_one_variant(
     server = serve()
     seen: dict[str, set[str]] = {}
     with httpx.Client(base_url=server.url) as client:
-        for repeat in range(3):
+        for _ in range(3):
             for user in range(150):
                 body = _post(client, {"instances": [rows[0][user]]}, key=f"u{user}").json()
                 seen.setdefault(f"u{user}", set()).add(body["variant"])
-                assert repeat >= 0
     assert all(len(variants) == 1 for variants in seen.values())
     share = sum("canary" in v for v in seen.values()) / len(seen)
     assert 0.15 < share < 0.45
@@ -203,6 +203,17 @@ def test_feedback_labels_reach_the_answering_version(register: Any, serve: Any, 
         assert sum(s["feedback"]["count"] for s in stats["series"]) == 5
 
 
+def test_feedback_log_forgets_the_oldest_answers_when_full() -> None:
+    log = FeedbackLog(capacity=3)
+    series = StatsBook().series(MODEL, 1, "champion")
+    for i in range(5):
+        log.remember(f"r{i}", series, [i / 10])
+    assert len(log) == 3
+    assert log.pop("r0") is None and log.pop("r1") is None  # late labels count as unknown
+    assert log.pop("r2") == (series, [0.2]) and log.pop("r4") == (series, [0.4])
+    assert log.pop("r2") is None  # labelled once, then forgotten
+
+
 def test_shadow_mode_scores_the_canary_but_the_champion_answers(
     registry: Registry, register: Any, serve: Any, rows: Any
 ) -> None:
@@ -213,10 +224,16 @@ def test_shadow_mode_scores_the_canary_but_the_champion_answers(
     with httpx.Client(base_url=server.url) as client:
         variants = {_post(client, {"instances": [r]}).json()["variant"] for r in rows[0][:30]}
         assert variants == {"champion"}
-        time.sleep(0.1)
-        stats = client.get(f"/v1/models/{MODEL}:stats").json()
-    shadow = [s for s in stats["series"] if s["variant"] == "shadow"]
-    assert shadow and shadow[0]["version"] == canary and shadow[0]["requests"] == 30
+
+        def shadow_series() -> list[dict[str, Any]]:
+            stats = client.get(f"/v1/models/{MODEL}:stats").json()
+            return [s for s in stats["series"] if s["variant"] == "shadow"]
+
+        # Mirrored requests are scored after the answer: wait for all 30, then check there
+        # are exactly 30 (one per request, none lost or doubled).
+        _wait_for(lambda: sum(s["requests"] for s in shadow_series()) >= 30)
+        shadow = shadow_series()
+    assert len(shadow) == 1 and shadow[0]["version"] == canary and shadow[0]["requests"] == 30
 
 
 def test_a_canary_whose_release_died_gets_no_traffic(

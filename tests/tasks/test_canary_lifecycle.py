@@ -51,6 +51,9 @@ def test_two_releases_of_one_model_never_overlap(registry: Registry) -> None:
     lease = acquire_release_lock(registry.catalog, MODEL, first, ttl_s=60, actor="t")
     with pytest.raises(ReleaseLockedError, match="in progress"):
         run_canary(registry, MODEL, second, POLICY, InterruptingSource(100))
+    aliases = registry.catalog.aliases(MODEL)  # the running release is left as it was
+    assert aliases.get("release-lock") == first and "canary" not in aliases
+    assert registry.catalog.get_model_version(MODEL, second).status != "rejected"
     lease.release()
     assert registry.catalog.get_alias(MODEL, "release-lock") is None
 
