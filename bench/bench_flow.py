@@ -3,7 +3,7 @@
 Both sides do the same work on a fresh registry each time: load the rows, snapshot them,
 validate them with the Great Expectations suite, split off the holdout, train the model
 (fixed epochs), gate it and crown it (a first model: no canary). The flow side runs
-``flows.retrain.retrain_model`` against a temporary Prefect API (started before timing), so
+``flows.retrain_model.retrain_model`` against a temporary Prefect API (started before timing), so
 the difference is what orchestration costs: task runs, state changes, artifacts, the
 concurrency slot, the heartbeat thread.
 """
@@ -21,7 +21,7 @@ MODEL = "loan-default"
 
 
 def _spec(source: str, epochs: int) -> Any:
-    from retrain.specs import default_spec_paths, load_spec
+    from retrain.config.specs import default_spec_paths, load_spec
 
     spec = load_spec(next(p for p in default_spec_paths() if p.stem == MODEL))
     return spec.model_copy(
@@ -35,13 +35,13 @@ def _spec(source: str, epochs: int) -> Any:
 
 def _direct(home: Path, spec: Any) -> dict[str, Any]:
     """The flow's steps as plain function calls, in the flow's order."""
-    from retrain.settings import Settings
-    from retrain.wiring import build_metrics_source, build_registry, build_tracker
-    from tasks.canary import run_canary
-    from tasks.gate import evaluate_candidate
-    from tasks.holdout import split_holdout
-    from tasks.lineage import code_lineage
-    from tasks.pipeline_runs import (
+    from retrain.config.settings import Settings
+    from retrain.config.wiring import build_metrics_source, build_registry, build_tracker
+    from tasks.data.holdout import split_holdout
+    from tasks.data.snapshots import load_frame, take_snapshot
+    from tasks.data.validation import validate_and_record
+    from tasks.gate.evaluate import evaluate_candidate
+    from tasks.pipeline.runs import (
         champion_reference,
         find_completed_run,
         freeze_holdout,
@@ -50,9 +50,9 @@ def _direct(home: Path, spec: Any) -> dict[str, Any]:
         run_key,
         summarize_run,
     )
-    from tasks.snapshots import load_frame, take_snapshot
-    from tasks.training import train_model
-    from tasks.validation import validate_and_record
+    from tasks.release.canary import run_canary
+    from tasks.training.fit import train_model
+    from tasks.training.lineage import code_lineage
 
     started = time.monotonic()
     settings = Settings(home=home)
@@ -101,9 +101,9 @@ def _direct(home: Path, spec: Any) -> dict[str, Any]:
 
 def _register(home: Path, spec: Any) -> None:
     """Spec registration: setup the flow needs before it runs (not timed)."""
-    from retrain.settings import Settings
-    from retrain.spec_store import register_spec
-    from retrain.wiring import build_registry
+    from retrain.config.settings import Settings
+    from retrain.config.spec_store import register_spec
+    from retrain.config.wiring import build_registry
 
     reg = build_registry(Settings(home=home))
     register_spec(reg, spec)
@@ -111,7 +111,7 @@ def _register(home: Path, spec: Any) -> None:
 
 
 def _with_flow(home: Path, spec: Any) -> dict[str, Any]:
-    from flows.retrain import retrain_model
+    from flows.retrain_model import retrain_model
 
     os.environ["RETRAIN_HOME"] = str(home)  # flows read their Settings from the environment
     return retrain_model(pipeline=spec.name, trigger="bench")
@@ -124,7 +124,7 @@ def bench_flow_overhead(*, quick: bool) -> None:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from tasks.simulator import simulate
+    from tasks.data.simulator import simulate
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")

@@ -22,10 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from tasks.drift import DriftPolicy, detect_drift
-from tasks.simulator import simulate
-from tasks.snapshots import to_parquet_bytes
-from tasks.validation import validate_frame
+from tasks.data.drift import DriftPolicy, detect_drift
+from tasks.data.simulator import simulate
+from tasks.data.snapshots import to_parquet_bytes
+from tasks.data.validation import validate_frame
 
 FULL = DriftPolicy(sample_rows=None)
 

@@ -49,10 +49,10 @@ def _serve(home: str, port: int, mode: str) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from retrain.alerts import create_app
-    from retrain.launchers import PrefectLauncher, RecordingLauncher
-    from retrain.settings import Settings
-    from retrain.wiring import build_registry
+    from retrain.alerts.launchers import PrefectLauncher, RecordingLauncher
+    from retrain.alerts.receiver import create_app
+    from retrain.config.settings import Settings
+    from retrain.config.wiring import build_registry
 
     if mode == "bare":
 
@@ -121,10 +121,10 @@ def _free_port() -> int:
 
 
 def _register_models(home: Path, models: list[str]) -> list[Any]:
-    from retrain.settings import Settings
-    from retrain.spec_store import register_spec
-    from retrain.specs import DEFAULT_SPECS_DIR, load_spec
-    from retrain.wiring import build_registry
+    from retrain.config.settings import Settings
+    from retrain.config.spec_store import register_spec
+    from retrain.config.specs import DEFAULT_SPECS_DIR, load_spec
+    from retrain.config.wiring import build_registry
 
     base = load_spec(DEFAULT_SPECS_DIR / "loan-default.yaml")
     registry = build_registry(Settings(home=home))
@@ -138,7 +138,7 @@ def _register_models(home: Path, models: list[str]) -> list[Any]:
 # -- the load generator -------------------------------------------------------------------------
 def _requests(count: int) -> list[bytes]:
     """Raw HTTP/1.1 requests: distinct Alertmanager alerts, half bearer, half HMAC-signed."""
-    from retrain.alerts import sign_body
+    from retrain.alerts.receiver import sign_body
 
     now = time.time()
     out = []

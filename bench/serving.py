@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 
 from registry.store import Registry
-from retrain.settings import Settings
-from retrain.traffic import TrafficReport, drive_traffic, traffic_rows
-from retrain.wiring import build_registry
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_registry
+from retrain.local.traffic import TrafficReport, drive_traffic, traffic_rows
+from retrain.testing import register_test_bundle
 from serving.follower import load_version
-from serving.testing import register_test_bundle
-from tasks.canary import CanaryPolicy, run_canary
-from tasks.canary_sources import MetricsSnapshot, ServerStatsSource
-from tasks.rollback import rollback
+from tasks.release.canary import CanaryPolicy, run_canary
+from tasks.release.metric_sources import MetricsSnapshot, ServerStatsSource
+from tasks.release.rollback import rollback
 
 MODEL = "loans"
 RATE = 200.0

@@ -209,11 +209,11 @@ def bench_gate(rows: int, resamples: int) -> None:
 
 def _bench_full_gate(rows: int, resamples: int) -> None:
     from models.config import ModelConfig, TrainingConfig
-    from retrain.settings import Settings
-    from retrain.wiring import build_registry
-    from tasks.gate import GateRules, evaluate_candidate
-    from tasks.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
-    from tasks.training import train_model
+    from retrain.config.settings import Settings
+    from retrain.config.wiring import build_registry
+    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+    from tasks.gate.evaluate import GateRules, evaluate_candidate
+    from tasks.training.fit import train_model
 
     with tempfile.TemporaryDirectory() as home:
         registry = build_registry(Settings(home=Path(home)))

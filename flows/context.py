@@ -1,86 +1,97 @@
 """What every flow opens first: the settings, the registry, the pipeline's spec.
 
-Flows are entry points (deployments start them in fresh processes), so they read the one
-``Settings`` here and build clients through the wiring module. The front door is imported
-inside the function, at run time only, so importing a flow stays cheap and one-way.
+Flows are entry points (a worker or ``retrain up`` starts them in fresh processes), so each
+reads the one ``Settings`` here, or takes the one its caller passes as the ``settings``
+parameter, and builds clients through the wiring module. Nothing talks to a flow through
+``os.environ``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from retrain.config.settings import Settings
 
 if TYPE_CHECKING:
     from registry.store import Registry
-    from retrain.settings import Settings
-    from retrain.specs import PipelineSpec
-    from tasks.canary_sources import MetricsSource
-    from tasks.tracking import MlflowTracker
+    from retrain.config.specs import PipelineSpec
+    from tasks.pipeline.recipe import RetrainEnv
 
-__all__ = ["PipelineContext", "flow_run_info", "open_pipeline", "open_registry"]
+__all__ = [
+    "PipelineContext",
+    "flow_run_id",
+    "open_pipeline",
+    "registry_for",
+    "retrain_limit_name",
+    "trigger_time",
+]
+
+
+def retrain_limit_name(model: str) -> str:
+    """The global concurrency limit (one slot) a retrain of ``model`` holds while it runs."""
+    return f"retrain-{model}"
 
 
 @dataclass
 class PipelineContext:
-    """One pipeline's spec with the clients its tasks need."""
+    """One pipeline's spec with the settings and registry its steps use."""
 
     settings: Settings
     registry: Registry
     spec: PipelineSpec
-    spec_digest: str
 
-    @property
-    def checkpoints(self) -> Path:
-        """Where interrupted training runs keep their checkpoints."""
-        return self.settings.home / "checkpoints"
+    def retrain_env(self, trigger: str) -> RetrainEnv:
+        """Tracker, metrics source, checkpoints and run facts for one retrain."""
+        from retrain.config.wiring import build_metrics_source, build_tracker
+        from tasks.pipeline.recipe import RetrainEnv
+        from tasks.training.plan import TrainingRun
 
-    @property
-    def s3(self) -> dict[str, str | None]:
-        """S3 connection settings for dataset sources."""
-        return self.settings.s3_options
-
-    def tracker(self) -> MlflowTracker:
-        """MLflow tracking as the settings configure it."""
-        from retrain.wiring import build_tracker
-
-        return build_tracker(self.settings)
-
-    def metrics_source(self) -> MetricsSource:
-        """Where canary analysis reads per-version stats."""
-        from retrain.wiring import build_metrics_source
-
-        return build_metrics_source(self.settings)
+        run = TrainingRun(
+            tracker=build_tracker(self.settings),
+            checkpoint_root=self.settings.home / "checkpoints",
+            run_info={"flow_run_id": flow_run_id(), "trigger": trigger},
+            actor="retrain-model",
+        )
+        return RetrainEnv(
+            metrics=build_metrics_source(self.settings),
+            run=run,
+            s3=self.settings.s3_options,
+            actor="retrain-model",
+        )
 
 
 @contextmanager
-def open_registry() -> Iterator[tuple[Settings, Registry]]:
-    """The settings and the registry they name, closed on exit."""
-    from retrain.settings import Settings
-    from retrain.wiring import build_registry
+def registry_for(settings: Settings | None) -> Iterator[tuple[Settings, Registry]]:
+    """``settings`` (default: read from the environment and retrain.toml) and its registry."""
+    from retrain.config.wiring import build_registry
 
-    settings = Settings()
-    registry = build_registry(settings)
-    try:
+    settings = settings if settings is not None else Settings()
+    with closing(build_registry(settings)) as registry:
         yield settings, registry
-    finally:
-        registry.close()
 
 
 @contextmanager
-def open_pipeline(name: str) -> Iterator[PipelineContext]:
+def open_pipeline(name: str, settings: Settings | None = None) -> Iterator[PipelineContext]:
     """The registered pipeline ``name`` (NotFoundError says how to register one)."""
-    from retrain.spec_store import get_registered_spec
+    from retrain.config.spec_store import get_registered_spec
 
-    with open_registry() as (settings, registry):
-        spec = get_registered_spec(registry, name)
-        yield PipelineContext(settings, registry, spec, spec.digest)
+    with registry_for(settings) as (resolved, registry):
+        yield PipelineContext(resolved, registry, get_registered_spec(registry, name))
 
 
-def flow_run_info(trigger: str) -> dict[str, Any]:
-    """Run facts recorded with a model version: the Prefect flow run and what started it."""
+def flow_run_id() -> str | None:
+    """The id of the Prefect flow run this code runs in, if any."""
     from prefect.runtime import flow_run
 
-    return {"flow_run_id": str(flow_run.id) if flow_run.id else None, "trigger": trigger}
+    return str(flow_run.id) if flow_run.id else None
+
+
+def trigger_time(as_of: datetime | None) -> datetime:
+    """The time a trigger decision uses: ``as_of`` (a simulation, a backfill) or now."""
+    if as_of is None:
+        return datetime.now(UTC)
+    return as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)

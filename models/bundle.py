@@ -22,10 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from models.errors import BundleError
 from models.modules import TabularMLP
 from models.preprocessing import Preprocessor
-from registry.errors import RegistryError
+from registry.errors import BundleError, RegistryError
 
 __all__ = [
     "BUNDLE_FORMAT",

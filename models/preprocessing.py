@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.errors import InvalidInstanceError, TrainingError
+from registry.errors import InvalidInstanceError, TrainingError
 
 __all__ = ["UNKNOWN_CODE", "Preprocessor", "target_values"]
 

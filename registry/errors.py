@@ -1,33 +1,67 @@
-"""The project's exception tree. Every error a user can cause derives from ``RetrainError``.
+"""The project's exception tree, drawn once. Every error a user can cause derives from
+``RetrainError``; its message is one line naming what was wrong and what to do about it.
 
     RetrainError                      one clear line for the user; CLI exits non-zero
     ├── ConfigError                   bad settings, spec or command-line input
-    └── RegistryError
-        ├── InvalidDigestError        not of the form ``sha256:<64 hex>``
-        ├── BlobNotFoundError         no blob stored under that digest
-        ├── CorruptBlobError          stored bytes do not hash to their digest
-        ├── StoreUnavailableError     object store unreachable or credentials refused
-        ├── DatabaseUnavailableError  SQL catalog unreachable
-        ├── NotFoundError             no such model, version, dataset or alias
-        └── AliasConflictError        compare-and-swap on an alias lost a race
-
-Other packages hang their own branches off ``RetrainError`` (``models.errors``,
-``tasks.errors``, ``serving.errors``).
+    │   └── AlertPayloadError         an alert document the receiver cannot use (a 4xx)
+    ├── RegistryError
+    │   ├── InvalidDigestError        not of the form ``sha256:<64 hex>``
+    │   ├── BlobNotFoundError         no blob stored under that digest
+    │   ├── CorruptBlobError          stored bytes do not hash to their digest
+    │   ├── StoreUnavailableError     object store unreachable or credentials refused
+    │   ├── DatabaseUnavailableError  SQL catalog unreachable
+    │   ├── NotFoundError             no such model, version, dataset or alias
+    │   └── AliasConflictError        compare-and-swap on an alias lost a race
+    ├── ModelError                    anything about a model, its bundle or its inputs
+    │   ├── BundleError               a bundle is missing, tampered with or unreadable
+    │   ├── InvalidInstanceError      an instance to predict on is malformed; names the field
+    │   └── TrainingError             training could not run on the data given
+    ├── TaskError                     a pipeline step refused its input
+    │   ├── DataSourceError           a data source is missing, empty, unreadable or not a table
+    │   ├── DataValidationError       a batch broke its contract; ``.result`` holds every check
+    │   ├── DriftError                drift could not be measured (no shared columns, bad policy)
+    │   ├── MetricsUnavailableError   canary metrics unreadable (model server or Prometheus down)
+    │   └── TrackingError             strict tracking was asked for and MLflow is unreachable
+    ├── ServingError                  the server or a release could not do what was asked
+    │   ├── InvalidRequestError       a request body is malformed; the message names the field
+    │   ├── BundleLoadError           a version's bundle could not be loaded; the old one stays
+    │   └── ReleaseLockedError        another release of the model holds the release lock
+    ├── LaunchError                   a retrain could not be started (Prefect unreachable)
+    └── StackError                    a part of the local stack failed to start
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "AlertPayloadError",
     "AliasConflictError",
     "BlobNotFoundError",
+    "BundleError",
+    "BundleLoadError",
     "ConfigError",
     "CorruptBlobError",
+    "DataSourceError",
+    "DataValidationError",
     "DatabaseUnavailableError",
+    "DriftError",
     "InvalidDigestError",
+    "InvalidInstanceError",
+    "InvalidRequestError",
+    "LaunchError",
+    "MetricsUnavailableError",
+    "ModelError",
     "NotFoundError",
     "RegistryError",
+    "ReleaseLockedError",
     "RetrainError",
+    "ServingError",
+    "StackError",
     "StoreUnavailableError",
+    "TaskError",
+    "TrackingError",
+    "TrainingError",
 ]
 
 
@@ -37,6 +71,14 @@ class RetrainError(Exception):
 
 class ConfigError(RetrainError):
     """Settings, a spec or command-line input is wrong; the message names the field."""
+
+
+class AlertPayloadError(ConfigError):
+    """An alert document the receiver cannot use; the sender gets ``status`` (a 4xx) and why."""
+
+    def __init__(self, message: str, *, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RegistryError(RetrainError):
@@ -69,3 +111,79 @@ class NotFoundError(RegistryError):
 
 class AliasConflictError(RegistryError):
     """An alias did not point where the caller expected: another change won the race."""
+
+
+class ModelError(RetrainError):
+    """Something about a model, its bundle or its inputs is wrong."""
+
+
+class BundleError(ModelError):
+    """A model bundle failed verification (digest, manifest or weights) and was not loaded."""
+
+
+class InvalidInstanceError(ModelError):
+    """An instance sent for prediction lacks a feature or carries a value of the wrong type."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TrainingError(ModelError):
+    """Training cannot run on the data or settings given."""
+
+
+class TaskError(RetrainError):
+    """A pipeline step refused its input."""
+
+
+class DataSourceError(TaskError):
+    """A data source is missing, empty, unreadable or not tabular."""
+
+
+class DataValidationError(TaskError):
+    """A batch failed its data contract; ``result`` (a ``ValidationResult``) lists every check."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class DriftError(TaskError):
+    """Drift could not be measured between the two frames."""
+
+
+class MetricsUnavailableError(TaskError):
+    """The canary's metrics source (model server stats or Prometheus) could not be read."""
+
+
+class TrackingError(TaskError):
+    """The experiment tracker could not be reached while strict tracking was asked for."""
+
+
+class ServingError(RetrainError):
+    """The model server or a release could not do what was asked."""
+
+
+class InvalidRequestError(ServingError):
+    """A request body is malformed; ``field`` names the offending part."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BundleLoadError(ServingError):
+    """A model version's bundle failed to load or verify; it is never swapped in."""
+
+
+class ReleaseLockedError(ServingError):
+    """Another release of the same model is in progress (it holds the release lock)."""
+
+
+class LaunchError(RetrainError):
+    """A retrain could not be started (e.g. the Prefect API is unreachable); retried later."""
+
+
+class StackError(RetrainError):
+    """A part of the local stack failed to start."""

@@ -24,31 +24,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
+from flows.context import retrain_limit_name
 from registry.errors import ConfigError
+from tasks.data.drift_events import DRIFT_EVENT
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
-    from retrain.specs import PipelineSpec
+    from retrain.config.specs import PipelineSpec
 
 __all__ = [
-    "DRIFT_EVENT",
+    "ENTRYPOINTS",
     "DeploymentNames",
     "apply_deployments",
     "build_deployments",
     "create_retrain_limits",
+    "deployment_definitions",
     "deployment_names",
     "prefect_api_url",
-    "retrain_limit_name",
     "serve_deployments",
 ]
-
-DRIFT_EVENT = "ml.drift.detected"
 
 
 @dataclass(frozen=True)
@@ -81,11 +80,6 @@ def deployment_names(model: str) -> DeploymentNames:
     )
 
 
-def retrain_limit_name(model: str) -> str:
-    """The global concurrency limit (one slot) a retrain of ``model`` holds while it runs."""
-    return f"retrain-{model}"
-
-
 def create_retrain_limits(models: Sequence[str]) -> None:
     """Create (or reset to one slot) the retrain limit of each of ``models``."""
     from prefect.client.orchestration import get_client
@@ -95,75 +89,122 @@ def create_retrain_limits(models: Sequence[str]) -> None:
             client.upsert_global_concurrency_limit_by_name(retrain_limit_name(model), 1)
 
 
-def build_deployments(
-    spec: PipelineSpec, *, work_pool_name: str | None = None
-) -> list[RunnerDeployment]:
-    """The four deployments of ``spec`` (not yet sent anywhere)."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
-    from prefect.schedules import Cron
+# Where each deployment's flow lives, relative to the project root (a worker loads it by path).
+ENTRYPOINTS = {
+    "retrain-model": "flows/retrain_model.py:retrain_model",
+    "monitor-drift": "flows/monitor_drift.py:monitor_drift",
+    "rollback-model": "flows/rollback_model.py:rollback_model",
+}
+_QUEUE_ONE = {"limit": 1, "collision_strategy": "ENQUEUE"}
+_FOLD_INTO_RUNNING = {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 
-    from flows.monitor import monitor_drift
-    from flows.retrain import retrain_model
-    from flows.rollback import rollback_model
 
+def deployment_definitions(spec: PipelineSpec) -> list[dict[str, Any]]:
+    """The four deployments of ``spec`` as plain data, in ``prefect.yaml``'s own form.
+
+    This is the one definition: ``build_deployments`` (``retrain up``, ``pipelines register``)
+    and ``render_prefect_yaml`` (``retrain pipelines export``) both read it.
+    """
     model = spec.name
     names = deployment_names(model)
     tz = spec.schedule.timezone
-    tags = [f"model:{model}", f"task:{spec.task}"]
-    common: dict[str, Any] = {"tags": tags, "version": spec.digest[7:19]}
-    if work_pool_name:
-        common["work_pool_name"] = work_pool_name
-    queue = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
-    fold = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+    common: dict[str, Any] = {"tags": [f"model:{model}", f"task:{spec.task}"]}
 
-    retrain = retrain_model.to_deployment(
-        name=names.retrain,
-        description=f"Retrain {model} on schedule or on request. {spec.description}".strip(),
-        schedules=_crons(Cron, spec.schedule.retrain_cron, tz),
-        parameters={"pipeline": model, "trigger": "schedule"},
-        concurrency_limit=queue,
-        **common,
-    )
-    monitor = monitor_drift.to_deployment(
-        name=names.monitor,
-        description=f"Compare recent traffic of {model} with its champion's training data.",
-        schedules=_crons(Cron, spec.schedule.monitor_cron, tz),
-        parameters={"pipeline": model},
-        concurrency_limit=queue,
-        **common,
-    )
-    drift_trigger = DeploymentEventTrigger(
-        name=f"retrain {model} on drift",
-        description=f"{DRIFT_EVENT} for ml.model.{model} starts one retrain.",
-        enabled=spec.triggers.drift,
-        expect={DRIFT_EVENT},
-        match={"prefect.resource.id": f"ml.model.{model}"},
-        for_each={"prefect.resource.id"},
-        threshold=1,
-        within=timedelta(0),
-        parameters={"pipeline": model, "trigger": "drift"},
-    )
-    on_drift = retrain_model.to_deployment(
-        name=names.retrain_on_drift,
-        description=f"Retrain {model} when drift is detected (cooldown in the flow).",
-        triggers=[drift_trigger],
-        parameters={"pipeline": model, "trigger": "drift"},
-        concurrency_limit=fold,
-        **common,
-    )
-    rollback = rollback_model.to_deployment(
-        name=names.rollback,
-        description=f"Move {model}'s champion back to the previous (or a named) version.",
-        parameters={"model": model, "reason": "manual rollback"},
-        **common,
-    )
-    # ``to_deployment`` is typed sync-or-async; called from sync code it is the deployment.
-    return [cast("RunnerDeployment", d) for d in (retrain, monitor, on_drift, rollback)]
+    def crons(expression: str | None) -> list[dict[str, str]]:
+        return [] if expression is None else [{"cron": expression, "timezone": tz}]
+
+    on_drift = {"pipeline": model, "trigger": "drift"}
+    return [
+        {
+            "name": names.retrain,
+            "entrypoint": ENTRYPOINTS["retrain-model"],
+            "description": f"Retrain {model} on schedule or on request. {spec.description}".strip(),
+            **common,
+            "parameters": {"pipeline": model, "trigger": "schedule"},
+            "schedules": crons(spec.schedule.retrain_cron),
+            "concurrency_limit": _QUEUE_ONE,
+        },
+        {
+            "name": names.monitor,
+            "entrypoint": ENTRYPOINTS["monitor-drift"],
+            "description": f"Compare recent traffic of {model} with its champion's training data.",
+            **common,
+            "parameters": {"pipeline": model},
+            "schedules": crons(spec.schedule.monitor_cron),
+            "concurrency_limit": _QUEUE_ONE,
+        },
+        {
+            "name": names.retrain_on_drift,
+            "entrypoint": ENTRYPOINTS["retrain-model"],
+            "description": f"Retrain {model} when drift is detected (cooldown in the flow).",
+            **common,
+            "parameters": on_drift,
+            "concurrency_limit": _FOLD_INTO_RUNNING,
+            "triggers": [
+                {
+                    "type": "event",
+                    "name": f"retrain {model} on drift",
+                    "description": f"{DRIFT_EVENT} for ml.model.{model} starts one retrain.",
+                    "enabled": spec.triggers.drift,
+                    "expect": [DRIFT_EVENT],
+                    "match": {"prefect.resource.id": f"ml.model.{model}"},
+                    "for_each": ["prefect.resource.id"],
+                    "posture": "Reactive",
+                    "threshold": 1,
+                    "within": 0,
+                    "parameters": on_drift,
+                }
+            ],
+        },
+        {
+            "name": names.rollback,
+            "entrypoint": ENTRYPOINTS["rollback-model"],
+            "description": f"Move {model}'s champion back to the previous (or a named) version.",
+            **common,
+            "parameters": {"model": model, "reason": "manual rollback"},
+        },
+    ]
 
 
-def _crons(cron: Any, expression: str | None, timezone: str) -> list[Any]:
-    return [] if expression is None else [cron(expression, timezone=timezone)]
+def build_deployments(
+    spec: PipelineSpec, *, work_pool_name: str | None = None
+) -> list[RunnerDeployment]:
+    """The four deployments of ``spec`` (not yet sent anywhere), from their definitions."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+    from prefect.schedules import Cron
+
+    from flows.monitor_drift import monitor_drift
+    from flows.retrain_model import retrain_model
+    from flows.rollback_model import rollback_model
+
+    flows: dict[str, Any] = {
+        ENTRYPOINTS["retrain-model"]: retrain_model,
+        ENTRYPOINTS["monitor-drift"]: monitor_drift,
+        ENTRYPOINTS["rollback-model"]: rollback_model,
+    }
+    built = []
+    for d in deployment_definitions(spec):
+        extra: dict[str, Any] = {}
+        if work_pool_name:
+            extra["work_pool_name"] = work_pool_name
+        if "concurrency_limit" in d:
+            extra["concurrency_limit"] = ConcurrencyLimitConfig.model_validate(
+                d["concurrency_limit"]
+            )
+        deployment = flows[d["entrypoint"]].to_deployment(
+            name=d["name"],
+            description=d["description"],
+            tags=d["tags"],
+            version=spec.digest[7:19],
+            parameters=d["parameters"],
+            schedules=[Cron(s["cron"], timezone=s["timezone"]) for s in d.get("schedules", [])],
+            triggers=[DeploymentEventTrigger.model_validate(x) for x in d.get("triggers", [])],
+            **extra,
+        )
+        # ``to_deployment`` is typed sync-or-async; called from sync code it is the deployment.
+        built.append(cast("RunnerDeployment", deployment))
+    return built
 
 
 def prefect_api_url(*, timeout_s: float = 2.0) -> str | None:

@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
-from serving.errors import InvalidRequestError
+from registry.errors import InvalidRequestError
+from registry.release import repair_releases
 from serving.faults import FaultInjector
 from serving.follower import AliasFollower
 from serving.metrics import CONTENT_TYPE, ServerCollector, render_metrics
-from serving.release_state import repair_releases
 from serving.routing import LoadedModel
 from serving.stats import FeedbackLog, StatsBook
 
@@ -126,7 +126,7 @@ class ModelServer:
             predictions = await self.score(loaded, instances)
         except Exception as exc:
             field = getattr(exc, "field", None)
-            if field is not None:  # models.errors.InvalidInstanceError: the caller's fault
+            if field is not None:  # registry.errors.InvalidInstanceError: the caller's fault
                 series.invalid += 1
                 return _problem(422, str(exc), str(field))
             series.fail(time.perf_counter() - started)

@@ -15,8 +15,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from serving.errors import BundleLoadError
-from serving.release_state import (
+from registry.errors import BundleLoadError
+from registry.release import (
     ReleaseState,
     ReleaseStateReader,
     previous_champion,

@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from serving.errors import ServingError
+from registry.errors import ServingError
 
 __all__ = ["RunningServer", "start_server"]
 

@@ -1,46 +1,49 @@
-"""Prefect tasks a pipeline run needs around the gates: splitting, reuse, run records."""
+"""The pipeline's steps as Prefect tasks: what the retrain flow runs, step by step.
+
+Each task is a thin face over the plain function of the same step, so tests and scripts call
+the functions and the Prefect UI shows one task run per step.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.drift_events import signal_drift
-from tasks.holdout import split_holdout
-from tasks.pipeline_runs import find_completed_run, freeze_holdout, record_run
-from tasks.snapshots import Snapshot, take_snapshot
-
-if TYPE_CHECKING:
-    from registry.store import Registry
+from tasks.data.drift_events import signal_drift
+from tasks.data.sources import load_frame
+from tasks.pipeline.recipe import Steps
+from tasks.pipeline.runs import find_completed_run, freeze_holdout, record_run
+from tasks.pipeline.steps import (
+    check_contract,
+    gate_candidate,
+    measure_drift,
+    prepare_data,
+    train_candidate,
+)
+from tasks.release.canary import run_canary
 
 __all__ = [
-    "find_reusable_run",
-    "freeze_promoted_holdout",
-    "record_retrain",
+    "PREFECT_STEPS",
+    "detect_drift_task",
+    "load_dataset",
     "signal_drift_task",
-    "split_snapshot",
 ]
 
-
-# Registries are live clients and frames are large: inputs are not hashed for caching.
-@task(name="split-snapshot", cache_policy=NO_CACHE)
-def split_snapshot(
-    registry: Registry, name: str, frame: pd.DataFrame, holdout_fraction: float
-) -> tuple[Snapshot, Snapshot]:
-    """Training rows and the latest rows held out, each snapshotted in the registry."""
-    training, holdout = split_holdout(frame, holdout_fraction)
-    return (
-        take_snapshot(registry, f"{name}-training", training),
-        take_snapshot(registry, f"{name}-holdout", holdout),
-    )
-
-
-find_reusable_run = task(name="find-reusable-run", cache_policy=NO_CACHE)(find_completed_run)
-record_retrain = task(name="record-retrain", cache_policy=NO_CACHE)(record_run)
-freeze_promoted_holdout = task(name="freeze-promoted-holdout", cache_policy=NO_CACHE)(
-    freeze_holdout
-)
+# Registries are live clients and frames are large: inputs are never hashed for caching.
+load_dataset = task(name="load-dataset", cache_policy=NO_CACHE)(load_frame)
+detect_drift_task = task(name="detect-drift", cache_policy=NO_CACHE)(measure_drift)
 signal_drift_task = task(name="signal-drift", cache_policy=NO_CACHE)(signal_drift)
+
+PREFECT_STEPS = Steps(
+    load=load_dataset,
+    prepare=task(name="snapshot-and-split", cache_policy=NO_CACHE)(prepare_data),
+    validate=task(name="validate-snapshot", cache_policy=NO_CACHE)(check_contract),
+    find_reusable=task(name="find-reusable-run", cache_policy=NO_CACHE)(find_completed_run),
+    drift=detect_drift_task,
+    train=task(name="train-candidate", cache_policy=NO_CACHE)(train_candidate),
+    gate=task(name="evaluate-candidate", cache_policy=NO_CACHE)(gate_candidate),
+    release=task(name="release-candidate", cache_policy=NO_CACHE)(run_canary),
+    freeze_holdout=task(name="freeze-promoted-holdout", cache_policy=NO_CACHE)(freeze_holdout),
+    record=task(name="record-retrain", cache_policy=NO_CACHE)(record_run),
+)
+"""The retrain's steps, each run as a Prefect task (see ``tasks.pipeline.recipe``)."""

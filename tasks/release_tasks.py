@@ -7,31 +7,16 @@ from typing import TYPE_CHECKING
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from serving.release_state import repair_releases
-from tasks.canary import CanaryOutcome, CanaryPolicy, run_canary
-from tasks.canary_sources import MetricsSource
-from tasks.rollback import RollbackResult, rollback
+from registry.release import repair_releases
+from tasks.release.rollback import RollbackResult, rollback
 
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["release_candidate", "repair_model_releases", "roll_back_model"]
+__all__ = ["repair_model_releases", "roll_back_model"]
 
 
-# Registries and metric sources are live clients: inputs are not hashed for caching.
-@task(name="release-candidate", cache_policy=NO_CACHE)
-def release_candidate(
-    registry: Registry,
-    model: str,
-    version: int,
-    policy: CanaryPolicy,
-    metrics: MetricsSource,
-    actor: str = "flow",
-) -> CanaryOutcome:
-    """Canary ``version`` through the policy's steps; promoted or aborted."""
-    return run_canary(registry, model, version, policy, metrics, actor=actor)
-
-
+# Registries are live clients: inputs are not hashed for caching.
 @task(name="roll-back-model", cache_policy=NO_CACHE)
 def roll_back_model(
     registry: Registry, model: str, reason: str, to_version: int | None = None, actor: str = "flow"

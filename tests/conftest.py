@@ -15,8 +15,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from registry.store import Registry
-from retrain.settings import Settings
-from retrain.wiring import build_registry
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_registry
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from retrain.settings import Settings
+from retrain.config.settings import Settings
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -28,7 +28,7 @@ def settings() -> Settings:
 
 def open_registry() -> Registry:
     """The registry named by the settings (opened on first use, never at import)."""
-    from retrain.wiring import build_registry
+    from retrain.config.wiring import build_registry
 
     return build_registry(settings())
 

@@ -26,7 +26,7 @@ _SOURCE_HELP = "File/folder (Parquet, CSV), s3://bucket/prefix, simulator://loan
 
 def _load(source: str) -> pd.DataFrame:
     """Read a source; heavy imports happen here so ``retrain --help`` stays fast."""
-    from tasks.snapshots import load_frame, read_snapshot
+    from tasks.data.snapshots import load_frame, read_snapshot
 
     with console.status(f"reading {source} ..."):
         if source.startswith("sha256:"):
@@ -48,7 +48,7 @@ def validate(
     ] = None,
 ) -> None:
     """Check DATA against CONTRACT's expectations; exit 1 if any fails."""
-    from tasks.validation import record_validation, validate_frame
+    from tasks.data.validation import record_validation, validate_frame
 
     frame = _load(data)
     with console.status(f"validating {len(frame)} rows against {contract} ..."):
@@ -84,7 +84,7 @@ def drift(
     """Compare CURRENT with REFERENCE per column (Evidently); print a table, save the report."""
     from pydantic import ValidationError
 
-    from tasks.drift import DriftPolicy, detect_drift, record_drift
+    from tasks.data.drift import DriftPolicy, detect_drift, record_drift
 
     try:
         policy = DriftPolicy(
@@ -117,8 +117,8 @@ def simulate_cmd(
     severity: Annotated[float, typer.Option(help="How far the scenario departs.")] = 1.0,
 ) -> None:
     """Write simulated loan applications (the ``loans`` contract) to a file."""
-    from tasks.simulator import SCENARIOS, simulate
-    from tasks.snapshots import to_parquet_bytes
+    from tasks.data.simulator import SCENARIOS, simulate
+    from tasks.data.snapshots import to_parquet_bytes
 
     if scenario not in SCENARIOS:
         raise ConfigError(f"--scenario {scenario!r} unknown: use one of {', '.join(SCENARIOS)}")
@@ -143,7 +143,7 @@ def snapshot(
     data: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
 ) -> None:
     """Store DATA as a deterministic Parquet snapshot; print its digest."""
-    from tasks.snapshots import take_snapshot
+    from tasks.data.snapshots import take_snapshot
 
     frame = _load(data)
     with open_registry() as registry, console.status(f"storing {len(frame)} rows ..."):

@@ -10,7 +10,17 @@ from pydantic import SecretStr
 from retrain.cli.app import app, pipelines_app
 from retrain.cli.common import console, open_registry, render_table, settings
 
-__all__ = ["alerts_app", "ls", "register", "send", "serve", "serve_alerts", "show", "validate"]
+__all__ = [
+    "alerts_app",
+    "export",
+    "ls",
+    "register",
+    "send",
+    "serve",
+    "serve_alerts",
+    "show",
+    "validate",
+]
 
 alerts_app = typer.Typer(
     help="The alert receiver: monitoring alerts in, retrains out.", no_args_is_help=True
@@ -21,10 +31,34 @@ app.add_typer(alerts_app, name="alerts")
 @pipelines_app.command()
 def validate(spec: Path = typer.Argument(..., help="Pipeline spec (YAML).")) -> None:
     """Check a spec without registering it."""
-    from retrain.specs import load_spec
+    from retrain.config.specs import load_spec
 
     loaded = load_spec(spec)
     console.print(f"[green]ok[/] {loaded.name} ({loaded.task} on {loaded.target}) {loaded.digest}")
+
+
+@pipelines_app.command()
+def export(
+    output: Path = typer.Option(Path("prefect.yaml"), "--output", "-o", help="File to write."),
+    check: bool = typer.Option(
+        False, "--check", help="Exit 1 if the file differs from what would be written."
+    ),
+) -> None:
+    """Write prefect.yaml for the shipped specs, from the definitions `retrain up` serves."""
+    from retrain.config.specs import default_spec_paths, load_spec
+    from retrain.prefect_yaml import render_prefect_yaml
+
+    specs = [load_spec(p) for p in default_spec_paths()]
+    text = render_prefect_yaml(specs)
+    current = output.read_text(encoding="utf-8") if output.exists() else None
+    if check:
+        if current != text:
+            console.print(f"[red]{output} is stale[/]: run `retrain pipelines export`")
+            raise typer.Exit(1)
+        console.print(f"{output} is up to date")
+        return
+    output.write_text(text, encoding="utf-8")
+    console.print(f"wrote {output}: {len(specs) * 4} deployments of {len(specs)} pipelines")
 
 
 @pipelines_app.command()
@@ -38,9 +72,9 @@ def register(
     ),
 ) -> None:
     """Validate a spec, store it content-hashed, and create or update its deployments."""
+    from retrain.config.spec_store import register_spec
+    from retrain.config.specs import load_spec
     from retrain.deployments import apply_deployments, deployment_names, prefect_api_url
-    from retrain.spec_store import register_spec
-    from retrain.specs import load_spec
 
     loaded = load_spec(spec)
     registry = open_registry()
@@ -70,7 +104,7 @@ def register(
 @pipelines_app.command("ls")
 def ls() -> None:
     """List registered pipelines (their current spec)."""
-    from retrain.spec_store import list_registered_pipelines
+    from retrain.config.spec_store import list_registered_pipelines
 
     registry = open_registry()
     try:
@@ -100,8 +134,8 @@ def show(name: str = typer.Argument(..., help="Pipeline (spec) name.")) -> None:
     """Print a registered spec as YAML, with its digest and deployments."""
     import yaml
 
+    from retrain.config.spec_store import get_registered_spec
     from retrain.deployments import deployment_names
-    from retrain.spec_store import get_registered_spec
 
     registry = open_registry()
     try:
@@ -123,9 +157,13 @@ def serve(
     With nothing registered yet, the shipped specs (retrain/pipelines/*.yaml) are registered
     first, so a fresh `retrain up` has something to run."""
     from registry.errors import ConfigError
+    from retrain.config.spec_store import (
+        get_registered_spec,
+        list_registered_pipelines,
+        register_spec,
+    )
+    from retrain.config.specs import default_spec_paths, load_spec
     from retrain.deployments import prefect_api_url, serve_deployments
-    from retrain.spec_store import get_registered_spec, list_registered_pipelines, register_spec
-    from retrain.specs import default_spec_paths, load_spec
 
     if prefect_api_url() is None:
         raise ConfigError("no Prefect API reachable: start `retrain up` or set PREFECT_API_URL")
@@ -150,7 +188,7 @@ def serve_alerts() -> None:
     import uvicorn
     from prefect.settings import get_current_settings
 
-    from retrain.alerts import create_app_from_settings
+    from retrain.alerts.receiver import create_app_from_settings
 
     cfg = settings()
     if cfg.alerts_token is None and cfg.alerts_hmac_secret is None:
@@ -180,7 +218,7 @@ def send(
     import httpx
 
     from registry.errors import ConfigError
-    from retrain.alerts import sign_body
+    from retrain.alerts.receiver import sign_body
 
     cfg = settings()
     body = json.dumps(

@@ -14,7 +14,7 @@ __all__ = ["canary", "rollback", "serve", "traffic"]
 
 
 def _server_url(url: str | None) -> str:
-    from retrain.wiring import serving_url
+    from retrain.config.wiring import serving_url
 
     return url or serving_url(settings())
 
@@ -73,7 +73,7 @@ def rollback(
     actor: Annotated[str, typer.Option(help="Who is rolling back.")] = "cli",
 ) -> None:
     """Move NAME's champion back (and drop any canary); servers follow within a second."""
-    from tasks.rollback import rollback as roll_back
+    from tasks.release.rollback import rollback as roll_back
 
     with open_registry() as registry:
         result = roll_back(registry, name, to, reason=reason, actor=actor)
@@ -108,9 +108,9 @@ def canary(
     from pydantic import ValidationError
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from retrain.wiring import build_metrics_source
-    from tasks.canary import CanaryPolicy, StepRecord, run_canary
-    from tasks.canary_sources import MetricsSource, PrometheusSource, ServerStatsSource
+    from retrain.config.wiring import build_metrics_source
+    from tasks.release.canary import CanaryPolicy, StepRecord, run_canary
+    from tasks.release.metric_sources import MetricsSource, PrometheusSource, ServerStatsSource
 
     try:
         policy = CanaryPolicy(
@@ -161,7 +161,7 @@ def traffic(
     feedback_delay: Annotated[float, typer.Option(help="Seconds before labels are sent.")] = 1.0,
 ) -> None:
     """Replay simulated loan applications against the server, with delayed feedback labels."""
-    from retrain.traffic import drive_traffic
+    from retrain.local.traffic import drive_traffic
 
     with console.status(f"sending {rate:g} req/s to {name} for {duration:g}s ..."):
         report = drive_traffic(

@@ -16,8 +16,8 @@ def up(
     serve_models: bool = typer.Option(True, help="Start the model server."),
 ) -> None:
     """Start the local stack: Prefect server + UI, deployments, model server, alert receiver."""
-    from retrain.stack import Service, Stack, module_argv
-    from retrain.wiring import serving_url
+    from retrain.config.wiring import serving_url
+    from retrain.local.stack import Service, Stack, module_argv
 
     cfg = settings()
     home = cfg.home.resolve()
@@ -99,6 +99,6 @@ def demo(
     fast: bool = typer.Option(False, help="Smaller data and shorter canary steps."),
 ) -> None:
     """Run the closed loop on embedded defaults and print what happened."""
-    from retrain.demo import run_demo
+    from retrain.local.demo import run_demo
 
     run_demo(settings(), fast=fast)

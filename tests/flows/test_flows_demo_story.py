@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from retrain.settings import Settings
-from retrain.wiring import build_registry
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_registry
 
 MODEL = "loan-default"
 
 
 @pytest.mark.timeout(900)
 def test_the_closed_loop_story(tmp_path: Path, prefect_harness: None) -> None:
-    from retrain.demo import run_demo
+    from retrain.local.demo import run_demo
 
     rows = run_demo(Settings(home=tmp_path), rows=10_000, epochs=6)
     decisions = [str(r["decision"]) for r in rows]

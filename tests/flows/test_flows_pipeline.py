@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from registry.errors import DataValidationError
 from registry.store import Registry
-from retrain.settings import Settings
-from retrain.spec_store import register_spec
-from retrain.specs import default_spec_paths, load_spec
-from retrain.wiring import build_registry
-from tasks.errors import DataValidationError
-from tasks.simulator import simulate
+from retrain.config.settings import Settings
+from retrain.config.spec_store import register_spec
+from retrain.config.specs import default_spec_paths, load_spec
+from retrain.config.wiring import build_registry
+from tasks.data.simulator import simulate
 
 MODEL = "loan-default"
 
@@ -54,7 +54,7 @@ def pipeline(
 def test_first_run_crowns_a_champion_and_a_rerun_reuses_it(
     pipeline: tuple[Registry, Path],
 ) -> None:
-    from flows.retrain import retrain_model
+    from flows.retrain_model import retrain_model
 
     registry, _ = pipeline
     first = retrain_model(pipeline=MODEL, trigger="bootstrap")
@@ -75,7 +75,7 @@ def test_first_run_crowns_a_champion_and_a_rerun_reuses_it(
 
 
 def test_broken_data_stops_the_run_before_training(pipeline: tuple[Registry, Path]) -> None:
-    from flows.retrain import retrain_model
+    from flows.retrain_model import retrain_model
 
     registry, data = pipeline
     broken = _write(data / "broken.parquet", "schema_break", 2000, seed=3)
@@ -86,8 +86,8 @@ def test_broken_data_stops_the_run_before_training(pipeline: tuple[Registry, Pat
 
 
 def test_monitor_flags_drift_and_emits_an_event(pipeline: tuple[Registry, Path]) -> None:
-    from flows.monitor import monitor_drift
-    from flows.retrain import retrain_model
+    from flows.monitor_drift import monitor_drift
+    from flows.retrain_model import retrain_model
 
     registry, data = pipeline
     assert monitor_drift(pipeline=MODEL)["reason"] == "no champion"
@@ -107,8 +107,8 @@ def test_monitor_flags_drift_and_emits_an_event(pipeline: tuple[Registry, Path])
 
 
 def test_rollback_flow_moves_the_champion_back(pipeline: tuple[Registry, Path]) -> None:
-    from flows.rollback import rollback_model
-    from serving.testing import register_test_bundle
+    from flows.rollback_model import rollback_model
+    from retrain.testing import register_test_bundle
 
     registry, _ = pipeline
     first = register_test_bundle(registry, MODEL, seed=1, champion=True)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from models.bundle import EncodedBundle, encode_bundle, load_bundle, save_bundle
-from models.errors import BundleError, InvalidInstanceError
 from models.modules import TabularMLP, embedding_dims_for
 from models.preprocessing import Preprocessor
+from registry.errors import BundleError, InvalidInstanceError
 
 NUMERIC = ("income", "age")
 CATEGORICAL = ("region",)

@@ -11,8 +11,8 @@ import pytest
 
 from registry.blobstore import LocalBlobStore
 from registry.store import Registry
-from retrain.settings import Settings
-from retrain.wiring import build_registry
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_registry
 
 
 def _retrain(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

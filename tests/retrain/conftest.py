@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from registry.store import Registry
-from retrain.spec_store import register_spec
-from retrain.specs import DEFAULT_SPECS_DIR, PipelineSpec, TriggerSpec, load_spec
+from retrain.config.spec_store import register_spec
+from retrain.config.specs import DEFAULT_SPECS_DIR, PipelineSpec, TriggerSpec, load_spec
 
 TOKEN = "test-token"
 

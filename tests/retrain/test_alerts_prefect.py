@@ -9,9 +9,9 @@ from uuid import UUID
 import pytest
 
 from registry.store import Registry
-from retrain.alerts import create_app
+from retrain.alerts.launchers import PrefectLauncher
+from retrain.alerts.receiver import create_app
 from retrain.deployments import build_deployments
-from retrain.launchers import PrefectLauncher
 
 with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client; httpx works
     warnings.simplefilter("ignore")

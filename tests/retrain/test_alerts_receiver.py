@@ -13,9 +13,10 @@ with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client;
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from registry.errors import LaunchError
 from registry.store import Registry
-from retrain.alerts import MAX_BODY_BYTES, create_app, sign_body
-from retrain.launchers import LaunchError, RecordingLauncher
+from retrain.alerts.launchers import RecordingLauncher
+from retrain.alerts.receiver import MAX_BODY_BYTES, create_app, sign_body
 
 SECRET = "hmac-secret"
 
@@ -196,8 +197,8 @@ def test_resolved_and_unknown_model_alerts_start_nothing(
 def test_alerts_fold_into_the_run_in_flight_until_the_cooldown_ends(
     registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
 ) -> None:
-    from retrain.alert_dispatch import AlertDispatcher
-    from retrain.spec_store import list_registered_pipelines
+    from retrain.alerts.dispatch import AlertDispatcher
+    from retrain.config.spec_store import list_registered_pipelines
 
     kit.register_models(registry, ["loan-default"], cooldown_minutes=10)
     now = [time.time()]
@@ -242,8 +243,8 @@ def test_sweeper_submits_alerts_left_received_by_a_crash(
 def test_failed_launch_leaves_the_alert_for_the_sweeper(
     registry: Registry, kit: SimpleNamespace
 ) -> None:
-    from retrain.alert_dispatch import AlertDispatcher
-    from retrain.spec_store import list_registered_pipelines
+    from retrain.alerts.dispatch import AlertDispatcher
+    from retrain.config.spec_store import list_registered_pipelines
 
     class Down(RecordingLauncher):
         def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:

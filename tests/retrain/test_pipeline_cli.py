@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import retrain.cli  # noqa: F401  (attaches every command to the app)
 from retrain.cli.app import app
-from retrain.specs import DEFAULT_SPECS_DIR
+from retrain.config.specs import DEFAULT_SPECS_DIR
 
 LOAN = DEFAULT_SPECS_DIR / "loan-default.yaml"
 LGD = DEFAULT_SPECS_DIR / "loss-given-default.yaml"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from retrain.config.specs import default_spec_paths, load_spec
 from retrain.deployments import DRIFT_EVENT, build_deployments, deployment_names
-from retrain.specs import default_spec_paths, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

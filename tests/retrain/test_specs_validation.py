@@ -8,8 +8,8 @@ import pytest
 
 from registry.errors import ConfigError, NotFoundError
 from registry.store import Registry
-from retrain.spec_store import get_registered_spec, list_registered_pipelines, register_spec
-from retrain.specs import DEFAULT_SPECS_DIR, default_spec_paths, load_spec, parse_spec
+from retrain.config.spec_store import get_registered_spec, list_registered_pipelines, register_spec
+from retrain.config.specs import DEFAULT_SPECS_DIR, default_spec_paths, load_spec, parse_spec
 
 LOAN = (DEFAULT_SPECS_DIR / "loan-default.yaml").read_text()
 

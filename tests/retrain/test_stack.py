@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from retrain.stack import Service, Stack, StackError
+from registry.errors import StackError
+from retrain.local.stack import Service, Stack
 
 
 def _free_port() -> int:

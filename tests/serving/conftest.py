@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from registry.store import Registry
-from retrain.traffic import traffic_rows
+from retrain.local.traffic import traffic_rows
+from retrain.testing import register_test_bundle
 from serving.app import create_app
 from serving.faults import FaultInjector
 from serving.runner import RunningServer, start_server
-from serving.testing import register_test_bundle
 
 MODEL = "loans"
 

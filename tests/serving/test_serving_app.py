@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from registry.errors import StoreUnavailableError
+from registry.release import acquire_release_lock, publish_weight
 from registry.store import Registry
-from serving.release_state import acquire_release_lock, publish_weight
 from serving.stats import FeedbackLog, StatsBook
-from tasks.rollback import rollback
+from tasks.release.rollback import rollback
 
 MODEL = "loans"
 

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import ServerCollector, render_metrics
 from serving.stats import StatsBook
-from tasks.canary_analysis import CanaryLimits, analyse_window, ks_distance
-from tasks.canary_sources import (
+from tasks.release.analysis import CanaryLimits, analyse_window, ks_distance
+from tasks.release.metric_sources import (
     MetricsSnapshot,
     PrometheusSource,
     VersionCounters,

@@ -8,24 +8,22 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from registry.errors import ConfigError
-from registry.store import Registry
-from retrain.cli import main
-from retrain.cli.app import app
-from retrain.cli.common import settings as cli_settings
-from retrain.settings import Settings
-from serving.errors import ReleaseLockedError
-from serving.release_state import (
+from registry.errors import ConfigError, MetricsUnavailableError, ReleaseLockedError
+from registry.release import (
     ReleaseStateReader,
     acquire_release_lock,
     publish_weight,
     repair_releases,
 )
-from serving.testing import register_test_bundle
-from tasks.canary import CanaryPolicy, run_canary
-from tasks.canary_sources import MetricsSnapshot
-from tasks.errors import MetricsUnavailableError
-from tasks.rollback import rollback
+from registry.store import Registry
+from retrain.cli import main
+from retrain.cli.app import app
+from retrain.cli.common import settings as cli_settings
+from retrain.config.settings import Settings
+from retrain.testing import register_test_bundle
+from tasks.release.canary import CanaryPolicy, run_canary
+from tasks.release.metric_sources import MetricsSnapshot
+from tasks.release.rollback import rollback
 
 MODEL = "loans"
 POLICY = CanaryPolicy(steps=[50, 100], interval_s=0.01, min_requests=1, settle_timeout_s=0)

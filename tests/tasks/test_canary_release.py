@@ -10,14 +10,14 @@ import httpx
 import pytest
 
 from registry.store import Registry
-from retrain.traffic import TrafficReport, drive_traffic, traffic_rows
+from retrain.local.traffic import TrafficReport, drive_traffic, traffic_rows
+from retrain.testing import register_test_bundle
 from serving.app import create_app
 from serving.faults import FaultInjector, FaultSpec
 from serving.runner import RunningServer, start_server
-from serving.testing import register_test_bundle
-from tasks.canary import CanaryPolicy, run_canary
-from tasks.canary_analysis import CanaryLimits
-from tasks.canary_sources import MetricsSnapshot, ServerStatsSource
+from tasks.release.analysis import CanaryLimits
+from tasks.release.canary import CanaryPolicy, run_canary
+from tasks.release.metric_sources import MetricsSnapshot, ServerStatsSource
 
 MODEL = "loans"
 INTERVAL = 0.5

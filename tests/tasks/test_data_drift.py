@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from registry.errors import DriftError
 from registry.store import Registry
-from tasks.drift import DriftPolicy, detect_drift, record_drift, sample_frame
-from tasks.errors import DriftError
-from tasks.simulator import SCENARIOS, TARGET, simulate
+from tasks.data.drift import DriftPolicy, detect_drift, record_drift, sample_frame
+from tasks.data.simulator import SCENARIOS, TARGET, simulate
 
 FULL = DriftPolicy(sample_rows=None)
 

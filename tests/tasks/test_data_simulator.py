@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.simulator import (
+from tasks.data.simulator import (
     CATEGORIES,
     EVENT_TIME,
     FEATURES,

@@ -8,10 +8,10 @@ import boto3
 import pandas as pd
 import pytest
 
+from registry.errors import DataSourceError
 from registry.store import Registry
-from tasks.errors import DataSourceError
-from tasks.simulator import simulate
-from tasks.snapshots import load_frame, read_snapshot, take_snapshot, to_parquet_bytes
+from tasks.data.simulator import simulate
+from tasks.data.snapshots import load_frame, read_snapshot, take_snapshot, to_parquet_bytes
 
 
 def test_same_seed_gives_the_same_digest(registry: Registry) -> None:

@@ -6,16 +6,15 @@ import contextlib
 
 import pytest
 
+from registry.errors import DataValidationError
 from registry.store import Registry
-from tasks.errors import DataValidationError
-from tasks.simulator import simulate
+from tasks.data.simulator import simulate
 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_gates_in_a_flow_store_results_and_publish_artifacts(registry: Registry) -> None:
     from prefect import flow
     from prefect.artifacts import Artifact
-
     from tasks.data_tasks import detect_drift_task, snapshot_dataset, validate_snapshot
 
     @flow(name="data-gates")

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from registry.errors import ConfigError
+from registry.errors import ConfigError, DataValidationError
 from registry.store import Registry
-from tasks.errors import DataValidationError
-from tasks.simulator import simulate
-from tasks.validation import load_suite, validate_and_record, validate_frame
+from tasks.data.simulator import simulate
+from tasks.data.validation import load_suite, validate_and_record, validate_frame
 
 
 def test_stable_batch_passes_every_check() -> None:

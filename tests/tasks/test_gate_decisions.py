@@ -12,11 +12,11 @@ import pytest
 from models.config import ModelConfig, TrainingConfig
 from registry.errors import ConfigError
 from registry.store import Registry
-from retrain.settings import Settings
-from retrain.wiring import build_registry
-from tasks.gate import GateRules, evaluate_candidate
-from tasks.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
-from tasks.training import train_model
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_registry
+from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+from tasks.gate.evaluate import GateRules, evaluate_candidate
+from tasks.training.fit import train_model
 
 MODEL = "loan-default"
 RULES = GateRules(floor=0.6, max_regression=0.01, slices=["region"], latency_p95_ms=250.0)

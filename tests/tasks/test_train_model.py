@@ -15,19 +15,19 @@ import torch
 
 from models.bundle import load_bundle
 from models.config import ModelConfig, TrainingConfig
-from models.errors import TrainingError
+from registry.errors import TrackingError, TrainingError
 from registry.store import Registry
-from retrain.settings import Settings
-from retrain.wiring import build_tracker
-from tasks.simulator import (
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_tracker
+from tasks.data.simulator import (
     FEATURES_CATEGORICAL,
     FEATURES_NUMERIC,
     REGRESSION_TARGET,
     TARGET,
     simulate,
 )
-from tasks.tracking import MlflowTracker, TrackingError
-from tasks.training import TrainResult, train_model
+from tasks.training.fit import TrainResult, train_model
+from tasks.training.tracking import MlflowTracker
 
 FAST = TrainingConfig(max_epochs=3, batch_size=256, patience=2)
 SMALL = ModelConfig(hidden_sizes=(16,))
@@ -165,7 +165,7 @@ def test_unreachable_mlflow_warns_and_training_goes_on(
     registry: Registry, loans: pd.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tracker = MlflowTracker("http://127.0.0.1:9")  # nothing listens on the discard port
-    with caplog.at_level(logging.WARNING, logger="tasks.tracking"):
+    with caplog.at_level(logging.WARNING, logger="tasks.training.tracking"):
         result = _train(registry, loans, tmp_path, tracker=tracker)
     assert result.version == 1 and result.mlflow_run_id is None
     assert "training continues without tracking" in caplog.text
@@ -193,7 +193,7 @@ def test_trains_on_the_gpu_in_bf16_and_serves_on_cpu(
 def test_a_bundle_corrupted_in_the_store_is_refused(
     registry: Registry, loans: pd.DataFrame, tmp_path: Path
 ) -> None:
-    from models.errors import BundleError
+    from registry.errors import BundleError
 
     result = _train(registry, loans, tmp_path)
     manifest = json.loads(registry.get_bytes(result.bundle_digest))

@@ -1,0 +1,233 @@
+"""A traffic driver: replays simulator rows against a model server at a set rate, on loopback.
+
+Requests are sent open-loop (on a fixed schedule, not waiting for answers) over lean keep-alive
+loopback connections, with a sticky ``X-Request-Key`` per simulated user; the true label of each
+answered request is sent back to ``:feedback`` (through httpx) after a delay, as a real system
+would learn outcomes later. Bounded in request count and in time; refuses any host but this
+machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from registry.errors import ConfigError
+from retrain.local.loopback_http import LoopbackConnections, LoopbackHTTPError
+
+__all__ = ["LOOPBACK_HOSTS", "ResponseRecord", "TrafficReport", "drive_traffic", "traffic_rows"]
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_DURATION_S = 3600.0
+
+
+@dataclass(frozen=True)
+class ResponseRecord:
+    """One request as the driver saw it (times relative to the driver's start)."""
+
+    sent_s: float
+    latency_s: float
+    status: int
+    version: int | None
+    variant: str | None
+
+
+@dataclass
+class TrafficReport:
+    """What the driver sent and what came back."""
+
+    sent: int = 0
+    ok: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    failed: int = 0  # no answer at all (connection refused, timeout)
+    feedback_sent: int = 0
+    duration_s: float = 0.0
+    started_at: float = 0.0  # time.perf_counter() when the first request was due
+    by_version: Counter[int] = field(default_factory=Counter)
+    by_variant: Counter[str] = field(default_factory=Counter)
+    records: list[ResponseRecord] = field(default_factory=list)
+
+    @property
+    def achieved_rps(self) -> float:
+        return self.sent / self.duration_s if self.duration_s else 0.0
+
+    def latency_quantile(self, q: float) -> float | None:
+        """Client-side latency quantile in seconds over answered requests."""
+        values = sorted(r.latency_s for r in self.records if r.status == 200)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def traffic_rows(
+    rows: int, *, scenario: str = "stable", seed: int = 0, label: str | None = None
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """Feature dicts and labels of ``rows`` simulated applications."""
+    from tasks.data.simulator import REGRESSION_TARGET, TARGET, simulate
+    from tasks.data.sources import EVENT_TIME
+
+    frame = simulate(rows, scenario=scenario, seed=seed)
+    label = label or TARGET
+    labels = [float(v) for v in frame[label].to_numpy()]
+    features = frame.drop(
+        columns=[c for c in (EVENT_TIME, TARGET, REGRESSION_TARGET) if c in frame]
+    )
+    return features.to_dict("records"), labels
+
+
+def _check_loopback(base_url: str) -> None:
+    host = urlsplit(base_url).hostname
+    if host not in LOOPBACK_HOSTS:
+        raise ConfigError(f"traffic only goes to this machine (127.0.0.1/localhost), not {host!r}")
+
+
+async def _drive(
+    base_url: str,
+    model: str,
+    instances: list[dict[str, Any]],
+    labels: list[float],
+    *,
+    rate: float,
+    total: int,
+    deadline_s: float,
+    keys: int,
+    feedback_delay_s: float | None,
+    concurrency: int,
+    keep_records: bool,
+    stop: threading.Event | None,
+) -> TrafficReport:
+    report = TrafficReport()
+    pending_feedback: list[tuple[float, str, float]] = []
+    parts = urlsplit(base_url)
+    pool = LoopbackConnections(parts.hostname or "127.0.0.1", parts.port or 80, limit=concurrency)
+    bodies = [json.dumps({"instances": [row]}).encode() for row in instances]
+    path = f"/v1/models/{model}:predict"
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
+        start = report.started_at = time.perf_counter()
+
+        async def one(i: int) -> None:
+            sent = time.perf_counter() - start
+            row = i % len(instances)
+            try:
+                status, raw = await pool.post(
+                    path, bodies[row], {"X-Request-Key": f"user-{i % keys}"}
+                )
+            except LoopbackHTTPError:
+                report.failed += 1
+                return
+            finally:
+                gate.release()
+            latency = time.perf_counter() - start - sent
+            version = variant = None
+            if status == 200:
+                body = json.loads(raw)
+                version, variant = int(body["model_version"]), str(body["variant"])
+                report.ok += 1
+                report.by_version[version] += 1
+                report.by_variant[variant] += 1
+                if feedback_delay_s is not None:
+                    due = time.perf_counter() + feedback_delay_s
+                    pending_feedback.append((due, body["request_id"], labels[row]))
+            elif status < 500:
+                report.client_errors += 1
+            else:
+                report.server_errors += 1
+            if keep_records:
+                report.records.append(ResponseRecord(sent, latency, status, version, variant))
+
+        async def send_feedback(final: bool) -> None:
+            now = time.perf_counter()
+            due = [p for p in pending_feedback if final or p[0] <= now]
+            if not due:
+                return
+            pending_feedback[:] = [p for p in pending_feedback if not (final or p[0] <= now)]
+            items = [{"request_id": rid, "labels": [label]} for _, rid, label in due]
+            try:
+                await client.post(f"/v1/models/{model}:feedback", json={"feedback": items})
+                report.feedback_sent += len(items)
+            except httpx.HTTPError:
+                pass
+
+        tasks: set[asyncio.Task[None]] = set()
+        next_feedback = 0.0
+        for i in range(total):
+            target = i / rate
+            now = time.perf_counter() - start
+            if now > deadline_s or (stop is not None and stop.is_set()):
+                break
+            if target > now:
+                await asyncio.sleep(target - now)
+            await gate.acquire()
+            task = asyncio.create_task(one(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            report.sent += 1
+            if now >= next_feedback:
+                next_feedback = now + 0.2
+                await send_feedback(final=False)
+        if tasks:
+            await asyncio.wait(tasks, timeout=15.0)
+        if pending_feedback:
+            wait = max(0.0, max(p[0] for p in pending_feedback) - time.perf_counter())
+            await asyncio.sleep(min(wait, feedback_delay_s or 0.0))
+            await send_feedback(final=True)
+        report.duration_s = time.perf_counter() - start
+    await pool.close()
+    return report
+
+
+def drive_traffic(
+    base_url: str,
+    model: str,
+    *,
+    rate: float = 50.0,
+    duration_s: float = 10.0,
+    max_requests: int | None = None,
+    scenario: str = "stable",
+    seed: int = 0,
+    label: str | None = None,
+    keys: int = 1000,
+    feedback_delay_s: float | None = 1.0,
+    concurrency: int = 64,
+    keep_records: bool = False,
+    rows: tuple[list[dict[str, Any]], list[float]] | None = None,
+    stop: threading.Event | None = None,
+) -> TrafficReport:
+    """Send ``rate`` single-row requests per second for ``duration_s`` (or ``max_requests``).
+
+    ``feedback_delay_s=None`` sends no labels. ``rows`` reuses prepared (instances, labels);
+    setting ``stop`` (from another thread) ends the run early.
+    """
+    _check_loopback(base_url)
+    if rate <= 0 or duration_s <= 0:
+        raise ConfigError("traffic rate and duration must be positive")
+    if duration_s > MAX_DURATION_S:
+        raise ConfigError(f"traffic duration is capped at {MAX_DURATION_S:g} s")
+    total = max_requests if max_requests is not None else max(1, int(rate * duration_s))
+    instances, labels = rows or traffic_rows(
+        min(total, 50_000), scenario=scenario, seed=seed, label=label
+    )
+    return asyncio.run(
+        _drive(
+            base_url.rstrip("/"),
+            model,
+            instances,
+            labels,
+            rate=rate,
+            total=total,
+            deadline_s=duration_s,
+            keys=max(1, keys),
+            feedback_delay_s=feedback_delay_s,
+            concurrency=concurrency,
+            keep_records=keep_records,
+            stop=stop,
+        )
+    )

@@ -1,0 +1,48 @@
+"""A pipeline's plan: what every step of a retrain needs, typed, built from a pipeline spec.
+
+The flow, ``retrain train``/``retrain evaluate`` and the benchmarks all take this one object,
+so the same spec gives the same snapshots, the same split and the same bundle through each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tasks.data.drift import DriftPolicy
+from tasks.gate.evaluate import GateRules
+from tasks.release.policy import CanaryPolicy
+from tasks.training.plan import TrainingPlan
+
+__all__ = ["PipelinePlan"]
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """Everything a retrain of one model decides by, apart from the data itself."""
+
+    training: TrainingPlan
+    holdout_fraction: float = 0.2
+    contract: str | None = None
+    gate: GateRules = field(default_factory=GateRules)
+    drift: DriftPolicy = field(default_factory=DriftPolicy)
+    canary: CanaryPolicy = field(default_factory=CanaryPolicy)
+    spec_digest: str | None = None
+
+    @property
+    def model(self) -> str:
+        """The model's name (also the pipeline's)."""
+        return self.training.model
+
+    def with_epochs(self, epochs: int | None) -> PipelinePlan:
+        """The same plan with ``max_epochs`` overridden (``None`` keeps it)."""
+        if epochs is None:
+            return self
+        return PipelinePlan(
+            self.training.with_fitting(max_epochs=epochs),
+            self.holdout_fraction,
+            self.contract,
+            self.gate,
+            self.drift,
+            self.canary,
+            self.spec_digest,
+        )

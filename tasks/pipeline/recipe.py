@@ -1,0 +1,144 @@
+"""The retrain, written once: load → snapshot → validate → (reuse) → drift → train → gate →
+canary → promote or abort, then record.
+
+``run_retrain`` composes the steps of ``tasks.pipeline.steps``; which implementation runs each
+step is a parameter: ``PLAIN_STEPS`` calls the functions directly (benchmarks, scripts), the
+flow passes ``tasks.pipeline_tasks.PREFECT_STEPS``, the same functions as Prefect tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from tasks.data.sources import load_frame
+from tasks.pipeline.runs import (
+    RetrainSummary,
+    champion_reference,
+    find_completed_run,
+    freeze_holdout,
+    record_run,
+    run_key,
+    summarize_run,
+)
+from tasks.pipeline.steps import (
+    check_contract,
+    gate_candidate,
+    grading_holdout,
+    measure_drift,
+    prepare_data,
+    train_candidate,
+)
+from tasks.release.canary import run_canary
+from tasks.training.lineage import code_lineage
+from tasks.training.plan import TrainingRun
+
+if TYPE_CHECKING:
+    from registry.store import Registry
+    from tasks.pipeline.plan import PipelinePlan
+    from tasks.release.metric_sources import MetricsSource
+
+__all__ = ["PLAIN_STEPS", "RetrainEnv", "RetrainRequest", "Steps", "run_retrain"]
+
+
+@dataclass(frozen=True)
+class Steps:
+    """One implementation of each step (a plain function or its Prefect task)."""
+
+    load: Callable[..., Any]
+    prepare: Callable[..., Any]
+    validate: Callable[..., Any]
+    find_reusable: Callable[..., Any]
+    drift: Callable[..., Any]
+    train: Callable[..., Any]
+    gate: Callable[..., Any]
+    release: Callable[..., Any]
+    freeze_holdout: Callable[..., Any]
+    record: Callable[..., Any]
+
+
+PLAIN_STEPS = Steps(
+    load=load_frame,
+    prepare=prepare_data,
+    validate=check_contract,
+    find_reusable=find_completed_run,
+    drift=measure_drift,
+    train=train_candidate,
+    gate=gate_candidate,
+    release=run_canary,
+    freeze_holdout=freeze_holdout,
+    record=record_run,
+)
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """What this retrain was asked to do: on which data, why, whether to reuse a result."""
+
+    source: str
+    trigger: str = "manual"
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RetrainEnv:
+    """The clients a retrain uses, built from ``Settings`` at the entry point."""
+
+    metrics: MetricsSource
+    run: TrainingRun = field(default_factory=TrainingRun)
+    s3: Mapping[str, str | None] = field(default_factory=dict)
+    actor: str = "retrain-model"
+
+
+def run_retrain(
+    registry: Registry,
+    plan: PipelinePlan,
+    request: RetrainRequest,
+    env: RetrainEnv,
+    steps: Steps = PLAIN_STEPS,
+) -> RetrainSummary:
+    """Retrain ``plan``'s model; the champion changes only through the gate and the canary."""
+    started = time.monotonic()
+    model = plan.model
+    frame = steps.load(request.source, **env.s3)
+    prepared = steps.prepare(registry, plan, frame)
+    steps.validate(registry, plan, frame, prepared)
+    key = run_key(prepared.batch.digest, plan.spec_digest or "", code_lineage()["code_digest"])
+    earlier: RetrainSummary | None = (
+        None if request.force else steps.find_reusable(registry, model, key)
+    )
+    if earlier is not None:
+        return replace(earlier, reused=True)
+    reference = champion_reference(registry, model)
+    drift = (
+        steps.drift(registry, reference[1], frame, plan.drift, name=model)
+        if reference is not None
+        else None
+    )
+    candidate = steps.train(registry, plan, prepared, env.run)
+    holdout = grading_holdout(registry, model, prepared.holdout.digest)
+    decision = steps.gate(registry, plan, candidate.version, holdout)
+    release = None
+    if decision.passed:
+        release = steps.release(
+            registry, model, candidate.version, plan.canary, env.metrics, actor=env.actor
+        )
+        if release.promoted:
+            steps.freeze_holdout(
+                registry, model, prepared.holdout.digest, version=candidate.version
+            )
+    summary = summarize_run(
+        registry,
+        model,
+        request.trigger,
+        prepared.batch,
+        drift,
+        candidate,
+        decision,
+        release,
+        started,
+    )
+    steps.record(registry, model, key, summary, actor=env.actor)
+    return summary

@@ -1,0 +1,129 @@
+"""The steps of a retrain as plain functions over a ``PipelinePlan``, defined once.
+
+``tasks.pipeline.recipe`` composes them into the retrain; the flow runs the same composition
+with each step as a Prefect task, ``retrain train``/``retrain evaluate`` call them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from tasks.data.drift import DriftPolicy, DriftResult, detect_drift, record_drift
+from tasks.data.holdout import split_holdout
+from tasks.data.snapshots import Snapshot, read_snapshot, take_snapshot
+from tasks.data.validation import ValidationResult, validate_and_record
+from tasks.gate.evaluate import evaluate_candidate
+from tasks.pipeline.runs import frozen_holdout
+from tasks.training.fit import train_model
+
+if TYPE_CHECKING:
+    from registry.store import Registry
+    from tasks.gate.model_card import GateDecision
+    from tasks.pipeline.plan import PipelinePlan
+    from tasks.training.fit import TrainResult
+    from tasks.training.plan import TrainingRun
+
+__all__ = [
+    "PreparedData",
+    "check_contract",
+    "gate_candidate",
+    "grading_holdout",
+    "measure_drift",
+    "prepare_data",
+    "train_candidate",
+]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A batch as the pipeline stores it: all rows, the training rows, the fresh holdout."""
+
+    batch: Snapshot
+    training: Snapshot
+    holdout: Snapshot
+
+
+def prepare_data(registry: Registry, plan: PipelinePlan, frame: pd.DataFrame) -> PreparedData:
+    """Snapshot the batch, split off its latest rows as holdout, snapshot both parts."""
+    model = plan.model
+    training, holdout = split_holdout(frame, plan.holdout_fraction, seed=plan.training.fitting.seed)
+    return PreparedData(
+        batch=take_snapshot(registry, model, frame),
+        training=take_snapshot(registry, f"{model}-training", training),
+        holdout=take_snapshot(registry, f"{model}-holdout", holdout),
+    )
+
+
+def check_contract(
+    registry: Registry, plan: PipelinePlan, frame: pd.DataFrame, prepared: PreparedData
+) -> ValidationResult | None:
+    """Run the plan's data contract over the batch (None when the plan names none)."""
+    if plan.contract is None:
+        return None
+    return validate_and_record(
+        registry, frame, plan.contract, name=plan.model, dataset_digest=prepared.batch.digest
+    )
+
+
+def train_candidate(
+    registry: Registry, plan: PipelinePlan, prepared: PreparedData, run: TrainingRun
+) -> TrainResult:
+    """Fit the plan on the training snapshot and register the result as a candidate."""
+    from dataclasses import replace
+
+    run = replace(run, run_info={**run.run_info, "gate_rules": plan.gate.model_dump(mode="json")})
+    return train_model(
+        registry,
+        prepared.training.digest,
+        plan.training,
+        run,
+        lineage={"spec_digest": plan.spec_digest, "holdout_digest": prepared.holdout.digest},
+    )
+
+
+def grading_holdout(registry: Registry, model: str, fresh_holdout: str | None) -> str | None:
+    """The holdout a candidate of ``model`` is graded on: the pipeline's frozen holdout, else
+    (before any model was promoted through the pipeline) the batch's own fresh holdout."""
+    return frozen_holdout(registry, model) or fresh_holdout
+
+
+def gate_candidate(
+    registry: Registry,
+    plan: PipelinePlan,
+    version: int,
+    holdout_digest: str,
+    *,
+    against: str | int | None = "champion",
+    actor: str = "gate",
+) -> GateDecision:
+    """Judge ``version`` against ``against`` on the holdout with the plan's gate rules."""
+    return evaluate_candidate(
+        registry, plan.model, version, holdout_digest, plan.gate, against=against, actor=actor
+    )
+
+
+def measure_drift(
+    registry: Registry,
+    reference: pd.DataFrame | str,
+    current: pd.DataFrame | str,
+    policy: DriftPolicy,
+    *,
+    name: str,
+) -> DriftResult:
+    """Drift of ``current`` against ``reference`` (frames or snapshot digests); the HTML
+    report is stored as a ``drift_report`` artifact named ``name`` and published."""
+
+    def frame(data: pd.DataFrame | str) -> pd.DataFrame:
+        return read_snapshot(registry, data) if isinstance(data, str) else data
+
+    result = detect_drift(frame(reference), frame(current), policy)
+    digests = {
+        f"{role}_digest": data
+        for role, data in (("reference", reference), ("current", current))
+        if isinstance(data, str)
+    }
+    record_drift(registry, result, name=name, meta=digests)
+    return result

@@ -1,0 +1,58 @@
+"""What a training run fits (the plan) and how one run of it is carried out (the run).
+
+The plan is part of a model's identity: the same plan, data and seed give the same bundle.
+The run (tracker, checkpoints, progress, the facts of who started it) differs from run to run
+and never reaches the bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models.config import ModelConfig, TrainingConfig
+
+if TYPE_CHECKING:
+    from tasks.training.tracking import Tracker
+
+__all__ = ["TrainingPlan", "TrainingRun"]
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The model to fit: its name, target, task, features, architecture and fitting settings."""
+
+    model: str
+    target: str
+    task: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+    architecture: ModelConfig = field(default_factory=ModelConfig)
+    fitting: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def with_fitting(self, **changes: Any) -> TrainingPlan:
+        """The same plan with some fitting settings changed (e.g. ``max_epochs``)."""
+        fitting = self.fitting.model_copy(update=changes)
+        return TrainingPlan(
+            self.model,
+            self.target,
+            self.task,
+            self.numeric,
+            self.categorical,
+            self.architecture,
+            TrainingConfig.model_validate(fitting.model_dump()),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """How one fit is run and recorded; nothing here changes the trained bundle."""
+
+    tracker: Tracker | None = None
+    checkpoint_root: Path | None = None
+    run_info: Mapping[str, Any] = field(default_factory=dict)
+    progress_bar: bool = False
+    callbacks: Sequence[Any] = ()
+    actor: str = "system"
