@@ -29,6 +29,8 @@ check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/retrain pipelines export --check
 
 bench: setup
 	$(PY) bench/registry.py

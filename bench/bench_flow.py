@@ -1,26 +1,31 @@
-"""The retrain flow against its plain functions called directly, on the same rows.
+"""The retrain flow against the same recipe run with plain functions, on the same rows.
 
-Both sides do the same work on a fresh registry each time: load the rows, snapshot them,
-validate them with the Great Expectations suite, split off the holdout, train the model
-(fixed epochs), gate it and crown it (a first model: no canary). The flow side runs
-``flows.retrain_model.retrain_model`` against a temporary Prefect API (started before timing), so
-the difference is what orchestration costs: task runs, state changes, artifacts, the
-concurrency slot, the heartbeat thread.
+Both sides run ``tasks.pipeline.recipe.run_retrain`` (the one composition of the steps) on a
+fresh registry each time: load the rows, snapshot them, validate them with the Great
+Expectations suite, split off the holdout, train the model (fixed epochs), gate it and crown it
+(a first model: no canary). The direct side passes ``PLAIN_STEPS``; the flow side runs
+``flows.retrain_model.retrain_model`` (``PREFECT_STEPS``) against a temporary Prefect API
+(started before timing), so the difference is what orchestration costs: task runs, state
+changes, artifacts, the trigger decision, the concurrency slot, the heartbeat thread.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retrain.config.specs import PipelineSpec
+    from tasks.pipeline.runs import RetrainSummary
 
 MODEL = "loan-default"
+TRIGGER = "bench"  # not an automatic trigger: the flow always runs it
 
 
-def _spec(source: str, epochs: int) -> Any:
+def _spec(source: str, epochs: int) -> PipelineSpec:
     from retrain.config.specs import default_spec_paths, load_spec
 
     spec = load_spec(next(p for p in default_spec_paths() if p.stem == MODEL))
@@ -33,73 +38,24 @@ def _spec(source: str, epochs: int) -> Any:
     )
 
 
-def _direct(home: Path, spec: Any) -> dict[str, Any]:
-    """The flow's steps as plain function calls, in the flow's order."""
+def _direct(home: Path, spec: PipelineSpec) -> RetrainSummary:
+    """The flow's recipe with every step a plain function call, with the flow's clients."""
+    from flows.context import PipelineContext
     from retrain.config.settings import Settings
-    from retrain.config.wiring import build_metrics_source, build_registry, build_tracker
-    from tasks.data.holdout import split_holdout
-    from tasks.data.snapshots import load_frame, take_snapshot
-    from tasks.data.validation import validate_and_record
-    from tasks.gate.evaluate import evaluate_candidate
-    from tasks.pipeline.runs import (
-        champion_reference,
-        find_completed_run,
-        freeze_holdout,
-        frozen_holdout,
-        record_run,
-        run_key,
-        summarize_run,
-    )
-    from tasks.release.canary import run_canary
-    from tasks.training.fit import train_model
-    from tasks.training.lineage import code_lineage
+    from retrain.config.wiring import build_registry
+    from tasks.pipeline.recipe import PLAIN_STEPS, RetrainRequest, run_retrain
 
-    started = time.monotonic()
     settings = Settings(home=home)
     reg = build_registry(settings)
     try:
-        frame = load_frame(spec.dataset.source)
-        snapshot = take_snapshot(reg, spec.name, frame)
-        validate_and_record(
-            reg, frame, spec.dataset.contract, name=spec.name, dataset_digest=snapshot.digest
-        )
-        key = run_key(snapshot.digest, spec.digest, code_lineage()["code_digest"])
-        assert find_completed_run(reg, spec.name, key) is None
-        assert champion_reference(reg, spec.name) is None  # no drift step for a first model
-        training, holdout = split_holdout(frame, spec.dataset.holdout_fraction)
-        training_snap = take_snapshot(reg, f"{spec.name}-training", training)
-        holdout_snap = take_snapshot(reg, f"{spec.name}-holdout", holdout)
-        candidate = train_model(
-            reg,
-            training_snap.digest,
-            model=spec.name,
-            target=spec.target,
-            task=spec.task,
-            numeric=spec.features.numeric,
-            categorical=spec.features.categorical,
-            model_config=spec.model,
-            training=spec.training,
-            dataset_digest=training_snap.digest,
-            lineage={"spec_digest": spec.digest},
-            tracker=build_tracker(settings),
-            checkpoint_root=home / "checkpoints",
-        )
-        gate_on = frozen_holdout(reg, spec.name) or holdout_snap.digest
-        decision = evaluate_candidate(reg, spec.name, candidate.version, gate_on, spec.gate)
-        release = run_canary(
-            reg, spec.name, candidate.version, spec.canary, build_metrics_source(settings)
-        )
-        freeze_holdout(reg, spec.name, holdout_snap.digest, version=candidate.version)
-        summary = summarize_run(
-            reg, spec.name, "bench", snapshot, None, candidate, decision, release, started
-        )
-        record_run(reg, spec.name, key, summary, actor="bench")
-        return summary
+        env = PipelineContext(settings, reg, spec).retrain_env(TRIGGER)
+        request = RetrainRequest(spec.dataset.source, trigger=TRIGGER)
+        return run_retrain(reg, spec.plan, request, env, steps=PLAIN_STEPS)
     finally:
         reg.close()
 
 
-def _register(home: Path, spec: Any) -> None:
+def _register(home: Path, spec: PipelineSpec) -> None:
     """Spec registration: setup the flow needs before it runs (not timed)."""
     from retrain.config.settings import Settings
     from retrain.config.spec_store import register_spec
@@ -110,11 +66,11 @@ def _register(home: Path, spec: Any) -> None:
     reg.close()
 
 
-def _with_flow(home: Path, spec: Any) -> dict[str, Any]:
+def _with_flow(home: Path, spec: PipelineSpec) -> RetrainSummary:
     from flows.retrain_model import retrain_model
+    from retrain.config.settings import Settings
 
-    os.environ["RETRAIN_HOME"] = str(home)  # flows read their Settings from the environment
-    return retrain_model(pipeline=spec.name, trigger="bench")
+    return retrain_model(pipeline=spec.name, trigger=TRIGGER, settings=Settings(home=home))
 
 
 def bench_flow_overhead(*, quick: bool) -> None:
@@ -146,7 +102,7 @@ def bench_flow_overhead(*, quick: bool) -> None:
                 started = time.perf_counter()
                 b = _with_flow(home, spec)
                 flowed.append(time.perf_counter() - started)
-                assert a["gate"] == b["gate"] and a["release"] == b["release"] == "promoted"
+                assert a.gate == b.gate and a.release == b.release == "promoted", (a, b)
     d, f = statistics.median(direct), statistics.median(flowed)
     budget = 1.10 * d + 3.0
     print(

@@ -22,12 +22,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-from tasks.data.drift import DriftPolicy, detect_drift
+from retrain.config.specs import DEFAULT_SPECS_DIR, load_spec
+from tasks.data.drift import detect_drift
 from tasks.data.simulator import simulate
 from tasks.data.snapshots import to_parquet_bytes
 from tasks.data.validation import validate_frame
 
-FULL = DriftPolicy(sample_rows=None)
+# The loan-default pipeline's contract and drift policy (its features, its target).
+LOANS = load_spec(DEFAULT_SPECS_DIR / "loan-default.yaml")
+CONTRACT = LOANS.dataset.contract
+POLICY = LOANS.drift
+FULL = POLICY.model_copy(update={"sample_rows": None})
 
 
 def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -52,18 +57,18 @@ def main() -> None:
     cols = len(simulate(10).columns)
     print(f"data gates, {cols} columns, cpus={os.cpu_count()}")
     # Warm-up: GX and Evidently import lazily and build caches on first use.
-    validate_frame(simulate(2_000, seed=9))
-    detect_drift(simulate(2_000, seed=9), simulate(2_000, seed=10), render=False)
+    validate_frame(simulate(2_000, seed=9), CONTRACT)
+    detect_drift(simulate(2_000, seed=9), simulate(2_000, seed=10), POLICY, render=False)
     for rows in sizes:
         print(f"--- {rows:,} rows")
         t, frame = best_of(5, partial(simulate, rows, seed=1))
         line("simulate (stable)", rows, t, "budget >= 1,000,000 rows/s")
         t, _ = best_of(2, partial(to_parquet_bytes, frame))
         line("snapshot (deterministic parquet)", rows, t)
-        t, result = best_of(3, partial(validate_frame, frame))
+        t, result = best_of(3, partial(validate_frame, frame, CONTRACT))
         line("validate (GX, 63 expectations)", rows, t, f"budget <= 2 s at 1M; ok={result.success}")
         current = simulate(rows, scenario="covariate_shift", seed=2)
-        ours_t, ours = best_of(1, partial(detect_drift, frame, current))
+        ours_t, ours = best_of(1, partial(detect_drift, frame, current, POLICY))
         line(
             "drift, ours (50k seeded sample)",
             rows,

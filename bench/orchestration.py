@@ -138,7 +138,7 @@ def _register_models(home: Path, models: list[str]) -> list[Any]:
 # -- the load generator -------------------------------------------------------------------------
 def _requests(count: int) -> list[bytes]:
     """Raw HTTP/1.1 requests: distinct Alertmanager alerts, half bearer, half HMAC-signed."""
-    from retrain.alerts.receiver import sign_body
+    from retrain.alerts.auth import sign_body
 
     now = time.time()
     out = []

@@ -31,10 +31,11 @@ from registry.store import Registry
 from retrain.config.settings import Settings
 from retrain.config.wiring import build_registry
 from retrain.local.traffic import TrafficReport, drive_traffic, traffic_rows
-from retrain.testing import register_test_bundle
+from retrain.testing_serving import register_test_bundle
 from serving.follower import load_version
-from tasks.release.canary import CanaryPolicy, run_canary
+from tasks.release.canary import run_canary
 from tasks.release.metric_sources import MetricsSnapshot, ServerStatsSource
+from tasks.release.policy import CanaryPolicy
 from tasks.release.rollback import rollback
 
 MODEL = "loans"

@@ -214,21 +214,22 @@ def _bench_full_gate(rows: int, resamples: int) -> None:
     from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
     from tasks.gate.evaluate import GateRules, evaluate_candidate
     from tasks.training.fit import train_model
+    from tasks.training.plan import TrainingPlan, TrainingRun
 
     with tempfile.TemporaryDirectory() as home:
         registry = build_registry(Settings(home=Path(home)))
-        kw: dict[str, Any] = dict(
+        plan = TrainingPlan(
             model="bench",
             target=TARGET,
             task="binary",
-            numeric=FEATURES_NUMERIC,
-            categorical=FEATURES_CATEGORICAL,
-            model_config=ModelConfig(),
-            training=TrainingConfig(max_epochs=2),
-            checkpoint_root=Path(home) / "ck",
+            numeric=tuple(FEATURES_NUMERIC),
+            categorical=tuple(FEATURES_CATEGORICAL),
+            architecture=ModelConfig(),
+            fitting=TrainingConfig(max_epochs=2),
         )
-        v1 = train_model(registry, simulate(5000, seed=1), **kw).version
-        v2 = train_model(registry, simulate(5000, seed=2), **kw).version
+        run = TrainingRun(checkpoint_root=Path(home) / "ck")
+        v1 = train_model(registry, simulate(5000, seed=1), plan, run).version
+        v2 = train_model(registry, simulate(5000, seed=2), plan, run).version
         holdout = simulate(rows, seed=3)
         rules = GateRules(bootstrap_resamples=resamples, slices=["region"])
         start, cpu = time.perf_counter(), time.process_time()

@@ -45,15 +45,18 @@ def paired_bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> BootstrapResult:
-    """CI of ``sign * (metric(candidate) - metric(baseline))``; positive means candidate better."""
+    """CI of ``sign * (metric(candidate) - metric(baseline))``; positive means candidate better.
+
+    All NaN when it is undefined: no rows, or ROC AUC on labels of a single class.
+    """
     spec = metric_spec(metric)
     y = np.asarray(y)
     a = np.asarray(candidate, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
-    observed = spec.sign * (spec.fn(y, a) - spec.fn(y, b))
     n = len(y)
-    if n == 0:
+    if n == 0 or (metric == "roc_auc" and len(np.unique(y.astype(bool))) < 2):
         return BootstrapResult(float("nan"), float("nan"), float("nan"), confidence, resamples)
+    observed = spec.sign * (spec.fn(y, a) - spec.fn(y, b))
     statistic = _auc_statistic(y, a, b) if metric == "roc_auc" else _sum_statistic(metric, y, a, b)
     per_chunk = max(1, min(resamples, _CHUNK_ELEMENTS // n))
     sizes = [min(per_chunk, resamples - start) for start in range(0, resamples, per_chunk)]

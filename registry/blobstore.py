@@ -16,7 +16,7 @@ from registry.localstore import LocalBlobStore
 from registry.records import BlobInfo, StoredBlob
 from registry.s3store import S3BlobStore
 
-__all__ = ["BlobStore", "LocalBlobStore", "S3BlobStore", "StoredBlob", "open_blob_store"]
+__all__ = ["BlobStore", "open_blob_store"]
 
 
 class BlobStore(Protocol):

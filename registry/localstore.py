@@ -11,29 +11,21 @@ import contextlib
 import hashlib
 import io
 import os
-import queue
 import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from registry.errors import BlobNotFoundError, ConfigError, CorruptBlobError, StoreUnavailableError
 from registry.hashing import CHUNK_SIZE, blob_key, digest_bytes, digest_from_key, digest_of_hash
+from registry.localfiles import HashingWriter, fsync_dir, read_hashing, write_all
 from registry.records import BlobInfo, StoredBlob
 
 __all__ = ["LocalBlobStore"]
 
 _TEMP_PREFIX = ".tmp-"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _refuse(digest: str, actual: str, where: str) -> CorruptBlobError:
@@ -42,22 +34,6 @@ def _refuse(digest: str, actual: str, where: str) -> CorruptBlobError:
         "move it aside with `retrain registry verify --quarantine`, then put the original bytes "
         "again"
     )
-
-
-class _HashingWriter:
-    """Writes chunks to a file descriptor while hashing them: one pass over the bytes."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def write(self, chunk: bytes | memoryview) -> None:
-        self.hasher.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.size += len(chunk)
 
 
 class LocalBlobStore:
@@ -85,7 +61,7 @@ class LocalBlobStore:
         if _holds(final, len(view)):
             return StoredBlob(digest, len(view), written=False)
         with self._temp_in(final.parent) as (fd, temp):
-            _write_all(fd, view)
+            write_all(fd, view)
             self._commit(fd, temp, final)
         return StoredBlob(digest, len(view), written=True)
 
@@ -98,7 +74,7 @@ class LocalBlobStore:
         with self._temp_in(self.root / "sha256") as (fd, temp):
             hashing.start()
             try:
-                _write_all(fd, view)
+                write_all(fd, view)
             finally:
                 hashing.join()
             digest = digest_of_hash(hasher)
@@ -122,7 +98,7 @@ class LocalBlobStore:
         # temp file in the shard folder; the rename only happens once the hash is known.
         staging = self.root / "sha256"
         with self._temp_in(staging) as (fd, temp):
-            writer = _HashingWriter(fd)
+            writer = HashingWriter(fd)
             while chunk := stream.read(CHUNK_SIZE):
                 writer.write(chunk)
             digest = digest_of_hash(writer.hasher)
@@ -154,7 +130,7 @@ class LocalBlobStore:
     def _commit(self, fd: int, temp: Path, final: Path) -> None:
         os.fsync(fd)
         os.replace(temp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def _mkdir(self, folder: Path) -> None:
         if folder.is_dir():
@@ -162,7 +138,7 @@ class LocalBlobStore:
         self._mkdir(folder.parent)
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
-            _fsync_dir(folder.parent)
+            fsync_dir(folder.parent)
 
     def _unavailable(self, exc: OSError) -> StoreUnavailableError:
         return StoreUnavailableError(
@@ -205,7 +181,7 @@ class LocalBlobStore:
                 buffer.seek(size - 1)
                 buffer.write(b"\0")
             with buffer.getbuffer() as target:
-                hasher, got = _read_hashing(handle, target)
+                hasher, got = read_hashing(handle, target)
         actual = digest_of_hash(hasher)
         if actual != digest or got != size:
             raise _refuse(digest, actual, str(self.path_of(digest)))
@@ -220,7 +196,7 @@ class LocalBlobStore:
                 raise ConfigError(f"cannot write into {path.parent}: {exc.strerror}") from exc
             temp = Path(name)
             try:
-                writer = _HashingWriter(fd)
+                writer = HashingWriter(fd)
                 while chunk := source.read(CHUNK_SIZE):
                     writer.write(chunk)
                 actual = digest_of_hash(writer.hasher)
@@ -267,7 +243,7 @@ class LocalBlobStore:
         path = self.path_of(digest)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def quarantine(self, digest: str) -> None:
         """Move a (corrupt) blob aside into ``quarantine/`` so that a re-put can restore it."""
@@ -276,7 +252,7 @@ class LocalBlobStore:
         try:
             self._mkdir(aside.parent)
             os.replace(path, aside)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -309,44 +285,3 @@ def _holds(final: Path, size: int) -> bool:
         return final.stat().st_size == size
     except FileNotFoundError:
         return False
-
-
-def _write_all(fd: int, view: memoryview) -> None:
-    for start in range(0, len(view), CHUNK_SIZE):
-        chunk = view[start : start + CHUNK_SIZE]
-        while chunk:
-            chunk = chunk[os.write(fd, chunk) :]
-
-
-def _read_hashing(handle: BinaryIO, target: memoryview) -> tuple[hashlib._Hash, int]:
-    """Fill ``target`` from ``handle`` while a second thread hashes what has arrived.
-
-    Reading and hashing both release the GIL, so on two cores a verified read costs about one
-    hash rather than a read plus a hash. Returns the hasher and the number of bytes read.
-    """
-    hasher = hashlib.sha256()
-    reader: Any = handle  # BinaryIO does not declare readinto; real files have it
-    if len(target) <= 2 * CHUNK_SIZE:
-        got = reader.readinto(target) or 0
-        hasher.update(target[:got])
-        return hasher, got
-    ready: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
-
-    def consume() -> None:
-        while (chunk := ready.get()) is not None:
-            hasher.update(chunk)
-
-    worker = threading.Thread(target=consume, name="blob-hash", daemon=True)
-    worker.start()
-    offset = 0
-    try:
-        while offset < len(target):
-            got = reader.readinto(target[offset : offset + CHUNK_SIZE])
-            if not got:
-                break
-            ready.put(target[offset : offset + got])
-            offset += got
-    finally:
-        ready.put(None)
-        worker.join()
-    return hasher, offset

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import AliasConflictError, NotFoundError, ReleaseLockedError
+from registry.errors import AliasConflictError, ReleaseLockedError
 
 if TYPE_CHECKING:
     from registry.catalog import Catalog
@@ -31,9 +31,7 @@ __all__ = [
     "ReleaseState",
     "ReleaseStateReader",
     "acquire_release_lock",
-    "champion_history",
     "clear_canary",
-    "previous_champion",
     "publish_weight",
     "repair_releases",
 ]
@@ -63,11 +61,13 @@ class ReleaseStateReader:
     """Reads ``ReleaseState`` incrementally: two small queries per poll, whatever the history.
 
     A canary is only routed while a live release holds the lock: one whose process died gets
-    0% at once (``orphaned``), before anyone runs ``repair_releases``.
+    0% at once (``orphaned``), before anyone runs ``repair_releases``. ``clock`` is the wall
+    clock lease expiries are compared with (``time.time``; tests pass a manual one).
     """
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, clock: Callable[[], float] = time.time) -> None:
         self._catalog = catalog
+        self._clock = clock
         self._last_id: dict[str, int] = {}
         self._weight: dict[str, dict[str, Any]] = {}
         self._lease_until: dict[str, float] = {}
@@ -92,7 +92,7 @@ class ReleaseStateReader:
         canary = aliases.get(CANARY_ALIAS)
         locked_by = aliases.get(LOCK_ALIAS)
         orphaned = canary is not None and (
-            locked_by is None or self._lease_until.get(model, 0.0) <= time.time()
+            locked_by is None or self._lease_until.get(model, 0.0) <= self._clock()
         )
         latest = self._weight.get(model, {})
         weight, shadow = 0.0, False
@@ -149,11 +149,24 @@ def clear_canary(catalog: Catalog, model: str, *, reason: str, actor: str) -> in
 
 
 class ReleaseLease:
-    """The release lock of one model, held by one release until ``release()`` or expiry."""
+    """The release lock of one model, held by one release until ``release()`` or expiry.
 
-    def __init__(self, catalog: Catalog, model: str, version: int, ttl_s: float, actor: str):
+    Expiries are wall-clock times from ``clock`` (``time.time``), shared with every reader.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        model: str,
+        version: int,
+        ttl_s: float,
+        actor: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
         self.catalog, self.model, self.version = catalog, model, version
         self.ttl_s, self.actor = ttl_s, actor
+        self._clock = clock
         self.holder = uuid.uuid4().hex
         self.held = False
         self._renewed_at = float("-inf")
@@ -170,7 +183,7 @@ class ReleaseLease:
             versions=[self.version],
             reason="release lease",
             actor=self.actor,
-            payload={"holder": self.holder, "expires_at": time.time() + self.ttl_s},
+            payload={"holder": self.holder, "expires_at": self._clock() + self.ttl_s},
         )
 
     def release(self) -> None:
@@ -200,10 +213,18 @@ class ReleaseLease:
 
 
 def acquire_release_lock(
-    catalog: Catalog, model: str, version: int, *, ttl_s: float, actor: str
+    catalog: Catalog,
+    model: str,
+    version: int,
+    *,
+    ttl_s: float,
+    actor: str,
+    clock: Callable[[], float] = time.time,
 ) -> ReleaseLease:
-    """Take the model's release lock or raise ``ReleaseLockedError`` naming the holder."""
-    lease = ReleaseLease(catalog, model, version, ttl_s, actor)
+    """Take the model's release lock or raise ``ReleaseLockedError`` naming the holder.
+
+    ``clock`` dates the lease's expiry (wall-clock seconds; tests pass a manual clock)."""
+    lease = ReleaseLease(catalog, model, version, ttl_s, actor, clock=clock)
     lease.renew()  # the expiry exists before the lock does, so repair never sees a bare lock
     try:
         catalog.set_alias(
@@ -266,28 +287,3 @@ def repair_releases(
                 continue  # a new release took over meanwhile
         repaired.append(model)
     return repaired
-
-
-def champion_history(catalog: Catalog, model: str) -> list[int]:
-    """Every version the champion alias pointed at, oldest first (repeats kept)."""
-    return [
-        int(event.payload["version"])  # registry.aliases writes {"alias", "version", "previous"}
-        for event in catalog.events(model, kinds=["alias.set"])
-        if event.payload.get("alias") == CHAMPION_ALIAS
-    ]
-
-
-def previous_champion(catalog: Catalog, model: str) -> int | None:
-    """The last champion before the current one that was not rejected, or None."""
-    seen = {catalog.get_alias(model, CHAMPION_ALIAS)}
-    for version in reversed(champion_history(catalog, model)):
-        if version in seen:  # the current one, or one already found rejected
-            continue
-        seen.add(version)
-        try:
-            record = catalog.get_model_version(model, version)
-        except NotFoundError:
-            continue
-        if record.status != "rejected":
-            return version
-    return None

@@ -8,7 +8,6 @@ sha256 is the digest recorded in SQL. Every read re-hashes the bytes.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import os
@@ -17,24 +16,27 @@ import weakref
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
-from registry.errors import BlobNotFoundError, ConfigError, CorruptBlobError, StoreUnavailableError
+from registry.errors import BlobNotFoundError, ConfigError, StoreUnavailableError
 from registry.hashing import CHUNK_SIZE, blob_key, digest_file, digest_from_key, digest_of_hash
 from registry.records import BlobInfo, StoredBlob
+from registry.s3client import (
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    build_client,
+    complete_upload,
+    corrupt_error,
+    error_code,
+    put_if_absent,
+    unavailable_error,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
 __all__ = ["S3BlobStore"]
-
-_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_REFUSED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"}
-
-
-def _b64(hex_digest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
 
 
 def _drop_client(ref: weakref.ref[S3BlobStore]) -> None:
@@ -74,18 +76,7 @@ class S3BlobStore:
     def client(self) -> S3Client:
         """The boto3 client, built on first use (never at import or construction)."""
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"max_attempts": 5, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=120,
-                s3={"addressing_style": "path"} if self.endpoint_url else {},
-            )
-            self._client = boto3.client(
-                "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
-            )
+            self._client = build_client(self.endpoint_url, self.region)
         return self._client
 
     def key_of(self, digest: str) -> str:
@@ -93,49 +84,14 @@ class S3BlobStore:
         key = blob_key(digest)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    # -- error mapping -----------------------------------------------------------------------
     def _fail(self, exc: Exception, doing: str) -> NoReturn:
-        from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
-
-        where = self.endpoint_url or "AWS"
-        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-            raise StoreUnavailableError(
-                f"no S3 credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
-            ) from exc
-        if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if code == "NoSuchBucket":
-                raise StoreUnavailableError(
-                    f"S3 bucket {self.bucket!r} does not exist at {where}: create it or fix "
-                    "RETRAIN_BLOB_URL"
-                ) from exc
-            if code in _REFUSED:
-                raise StoreUnavailableError(
-                    f"S3 at {where} refused access to {self.url} ({code}) while {doing}: "
-                    "check the credentials and the bucket policy"
-                ) from exc
-            raise StoreUnavailableError(
-                f"S3 at {where} failed while {doing}: {code} {error.get('Message', '')}".strip()
-            ) from exc
-        raise StoreUnavailableError(
-            f"cannot reach S3 at {where} while {doing} ({type(exc).__name__}): check "
-            "RETRAIN_S3_ENDPOINT_URL and that the server is running"
+        raise unavailable_error(
+            exc, doing, bucket=self.bucket, url=self.url, endpoint_url=self.endpoint_url
         ) from exc
-
-    @staticmethod
-    def _code(exc: Exception) -> str:
-        from botocore.exceptions import ClientError
-
-        if isinstance(exc, ClientError):
-            return str(exc.response.get("Error", {}).get("Code", ""))
-        return ""
 
     # -- writing -----------------------------------------------------------------------------
     def put_bytes(self, data: bytes, *, fresh: bool = False) -> StoredBlob:
         """Store ``data`` (``fresh`` is a hint for local stores; S3 puts are conditional)."""
-
         hex_digest = hashlib.sha256(data).hexdigest()
         digest = "sha256:" + hex_digest
         if len(data) > self.multipart_threshold:
@@ -145,24 +101,14 @@ class S3BlobStore:
             parts = (view[i : i + self.part_size] for i in range(0, len(view), self.part_size))
             return self._put_multipart(digest, len(data), parts)
         try:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.key_of(digest),
-                Body=data,
-                ChecksumSHA256=_b64(hex_digest),
-                IfNoneMatch="*",
-                Metadata={"sha256": hex_digest},
-            )
+            written = put_if_absent(self.client, self.bucket, self.key_of(digest), data, hex_digest)
         except Exception as exc:
-            if self._code(exc) in {"PreconditionFailed", "412"}:
-                return StoredBlob(digest, len(data), written=False)
             self._fail(exc, f"storing {digest}")
-        return StoredBlob(digest, len(data), written=True)
+        return StoredBlob(digest, len(data), written=written)
 
     def _put_multipart(
         self, digest: str, size: int, parts: Iterator[memoryview | bytes]
     ) -> StoredBlob:
-
         key = self.key_of(digest)
         try:
             upload_id = self.client.create_multipart_upload(
@@ -174,40 +120,13 @@ class S3BlobStore:
         except Exception as exc:
             self._fail(exc, f"starting the upload of {digest}")
         try:
-            done: list[dict[str, Any]] = []
-            composite = hashlib.sha256()
-            for number, part in enumerate(parts, start=1):
-                part_digest = hashlib.sha256(part).digest()
-                composite.update(part_digest)
-                checksum = base64.b64encode(part_digest).decode("ascii")
-                answer = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=bytes(part),
-                    ChecksumSHA256=checksum,
-                )
-                done.append(
-                    {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
-                )
-            result = self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": done},  # type: ignore[typeddict-item]  # stubs want a narrower literal type
-                IfNoneMatch="*",
-            )
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            if self._code(exc) in {"PreconditionFailed", "412"}:
+            reported, ours = complete_upload(self.client, self.bucket, key, upload_id, parts)
+        except Exception as exc:  # the upload is aborted by now
+            if error_code(exc) in PRECONDITION_FAILED:
                 return StoredBlob(digest, size, written=False)
             self._fail(exc, f"uploading {digest}")
-        # S3's checksum of a multipart object is the sha256 of the part checksums, "-<parts>";
-        # kept beside the whole-object digest so either can be checked against the store.
-        ours = f"{base64.b64encode(composite.digest()).decode('ascii')}-{len(done)}"
-        reported = result.get("ChecksumSHA256")
+        # S3's checksum of a multipart object (``ours``) is kept beside the whole-object digest,
+        # so either can be checked against the store.
         if reported and reported != ours:
             self.delete(digest)
             raise StoreUnavailableError(
@@ -253,7 +172,7 @@ class S3BlobStore:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.key_of(digest))
         except Exception as exc:
-            if self._code(exc) in _NOT_FOUND:
+            if error_code(exc) in NOT_FOUND:
                 return None
             self._fail(exc, f"looking up {digest}")
         return BlobInfo(digest, int(head["ContentLength"]), head["LastModified"])
@@ -262,7 +181,7 @@ class S3BlobStore:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.key_of(digest))["Body"]
         except Exception as exc:
-            if self._code(exc) in _NOT_FOUND:
+            if error_code(exc) in NOT_FOUND:
                 raise BlobNotFoundError(
                     f"no blob {digest} in {self.url}: check the digest with `retrain registry ls`"
                 ) from exc
@@ -272,20 +191,10 @@ class S3BlobStore:
                 yield chunk
         except Exception as exc:
             if type(exc).__name__ == "FlexibleChecksumError":
-                raise CorruptBlobError(
-                    f"blob {digest} in {self.url} failed the store's checksum: it is corrupt; "
-                    "move it aside with `retrain registry verify --quarantine` and put it again"
-                ) from exc
+                raise corrupt_error(digest, self.url) from exc
             self._fail(exc, f"reading {digest}")
         finally:
             body.close()
-
-    def _refuse(self, digest: str, actual: str) -> CorruptBlobError:
-        return CorruptBlobError(
-            f"blob {digest} in {self.url} hashes to {actual}: it is corrupt; "
-            "move it aside with `retrain registry verify --quarantine`, then put the original "
-            "bytes again"
-        )
 
     def get_bytes(self, digest: str) -> bytes:
         hasher = hashlib.sha256()
@@ -295,7 +204,7 @@ class S3BlobStore:
             pieces.append(chunk)
         actual = digest_of_hash(hasher)
         if actual != digest:
-            raise self._refuse(digest, actual)
+            raise corrupt_error(digest, self.url, actual)
         return b"".join(pieces)
 
     def get_to_file(self, digest: str, path: Path) -> None:
@@ -313,7 +222,7 @@ class S3BlobStore:
                     out.write(chunk)
             actual = digest_of_hash(hasher)
             if actual != digest:
-                raise self._refuse(digest, actual)
+                raise corrupt_error(digest, self.url, actual)
             os.replace(temp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -327,7 +236,7 @@ class S3BlobStore:
             size += len(chunk)
         actual = digest_of_hash(hasher)
         if actual != digest:
-            raise self._refuse(digest, actual)
+            raise corrupt_error(digest, self.url, actual)
         return size
 
     def list(self) -> Iterator[BlobInfo]:
@@ -363,7 +272,7 @@ class S3BlobStore:
             )
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if self._code(exc) in _NOT_FOUND:
+            if error_code(exc) in NOT_FOUND:
                 return
             self._fail(exc, f"moving {digest} aside")
 

@@ -12,11 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.blobstore import BlobStore, StoredBlob, open_blob_store
+from registry.blobstore import BlobStore, open_blob_store
 from registry.catalog import Catalog
 from registry.errors import BlobNotFoundError, CorruptBlobError, RegistryError
 from registry.hashing import parse_digest
-from registry.records import BlobInfo, BlobProblem, GcReport, VerifyReport
+from registry.records import BlobInfo, BlobProblem, GcReport, StoredBlob, VerifyReport
 from registry.schema import utcnow
 
 __all__ = ["Registry"]

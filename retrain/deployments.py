@@ -140,21 +140,7 @@ def deployment_definitions(spec: PipelineSpec) -> list[dict[str, Any]]:
             **common,
             "parameters": on_drift,
             "concurrency_limit": _FOLD_INTO_RUNNING,
-            "triggers": [
-                {
-                    "type": "event",
-                    "name": f"retrain {model} on drift",
-                    "description": f"{DRIFT_EVENT} for ml.model.{model} starts one retrain.",
-                    "enabled": spec.triggers.drift,
-                    "expect": [DRIFT_EVENT],
-                    "match": {"prefect.resource.id": f"ml.model.{model}"},
-                    "for_each": ["prefect.resource.id"],
-                    "posture": "Reactive",
-                    "threshold": 1,
-                    "within": 0,
-                    "parameters": on_drift,
-                }
-            ],
+            "triggers": [_drift_trigger(spec)],
         },
         {
             "name": names.rollback,
@@ -164,6 +150,24 @@ def deployment_definitions(spec: PipelineSpec) -> list[dict[str, Any]]:
             "parameters": {"model": model, "reason": "manual rollback"},
         },
     ]
+
+
+def _drift_trigger(spec: PipelineSpec) -> dict[str, Any]:
+    """The event trigger of ``retrain-on-drift-<model>``: one retrain per drift event."""
+    model = spec.name
+    return {
+        "type": "event",
+        "name": f"retrain {model} on drift",
+        "description": f"{DRIFT_EVENT} for ml.model.{model} starts one retrain.",
+        "enabled": spec.triggers.drift,
+        "expect": [DRIFT_EVENT],
+        "match": {"prefect.resource.id": f"ml.model.{model}"},
+        "for_each": ["prefect.resource.id"],
+        "posture": "Reactive",
+        "threshold": 1,
+        "within": 0,
+        "parameters": {"pipeline": model, "trigger": "drift"},
+    }
 
 
 def build_deployments(

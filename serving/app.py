@@ -30,6 +30,7 @@ from registry.release import repair_releases
 from serving.faults import FaultInjector
 from serving.follower import AliasFollower
 from serving.metrics import CONTENT_TYPE, ServerCollector, render_metrics
+from serving.responses import dumps, json_response, parse_instances, problem
 from serving.routing import LoadedModel
 from serving.stats import FeedbackLog, StatsBook
 
@@ -39,34 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ModelServer", "create_app"]
 
 log = logging.getLogger(__name__)
-_dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(_dumps(body), status_code=status, media_type="application/json")
-
-
-def _problem(status: int, message: str, field: str | None = None) -> Response:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return _json(body, status)
-
-
-def _instances(payload: Any) -> list[dict[str, Any]]:
-    if not isinstance(payload, dict):
-        raise InvalidRequestError("body must be a JSON object with 'instances'", field="instances")
-    instances = payload.get("instances")
-    if not isinstance(instances, list) or not instances:
-        raise InvalidRequestError(
-            "'instances' must be a non-empty list of feature objects", field="instances"
-        )
-    for i, item in enumerate(instances):
-        if not isinstance(item, dict):
-            raise InvalidRequestError(
-                f"instances[{i}] must be an object of feature values", field=f"instances[{i}]"
-            )
-    return instances
 
 
 class ModelServer:
@@ -109,15 +82,15 @@ class ModelServer:
         started = time.perf_counter()
         route = self.follower.routes.get(name)
         if route is None or route.champion is None:
-            return _problem(404 if route is None else 503, f"model {name!r} is not served here")
+            return problem(404 if route is None else 503, f"model {name!r} is not served here")
         try:
             payload = json.loads(await request.body())
         except ValueError:
-            return _problem(400, "request body is not valid JSON", "body")
+            return problem(400, "request body is not valid JSON", "body")
         try:
-            instances = _instances(payload)
+            instances = parse_instances(payload)
         except InvalidRequestError as exc:
-            return _problem(400 if exc.field == "instances" else 422, str(exc), exc.field)
+            return problem(400 if exc.field == "instances" else 422, str(exc), exc.field)
         key = request.headers.get("x-request-key") or payload.get("request_key")
         loaded, variant, shadow = route.pick(str(key) if key is not None else None)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -128,11 +101,11 @@ class ModelServer:
             field = getattr(exc, "field", None)
             if field is not None:  # registry.errors.InvalidInstanceError: the caller's fault
                 series.invalid += 1
-                return _problem(422, str(exc), str(field))
+                return problem(422, str(exc), str(field))
             series.fail(time.perf_counter() - started)
             if variant != "canary":
                 log.error("predict failed for %s v%s: %s", name, loaded.version, exc)
-                return _problem(500, f"model {name!r} v{loaded.version} failed: {exc}")
+                return problem(500, f"model {name!r} v{loaded.version} failed: {exc}")
             # The canary failed: answer from the champion so the caller never sees it.
             loaded, variant = route.champion, "champion"
             series = self.book.series(name, loaded.version, variant)
@@ -140,8 +113,8 @@ class ModelServer:
                 predictions = await self.score(loaded, instances)
             except Exception as exc2:
                 series.fail(time.perf_counter() - started)
-                return _problem(500, f"model {name!r} v{loaded.version} failed: {exc2}")
-        body = _dumps(
+                return problem(500, f"model {name!r} v{loaded.version} failed: {exc2}")
+        body = dumps(
             {
                 "predictions": predictions,
                 "model_version": loaded.version,
@@ -168,19 +141,19 @@ class ModelServer:
         try:
             payload = json.loads(await request.body())
         except ValueError:
-            return _problem(400, "request body is not valid JSON", "body")
+            return problem(400, "request body is not valid JSON", "body")
         items = payload.get("feedback", [payload]) if isinstance(payload, dict) else None
         if not isinstance(items, list):
-            return _problem(400, "'feedback' must be a list of {request_id, labels}", "feedback")
+            return problem(400, "'feedback' must be a list of {request_id, labels}", "feedback")
         accepted = unknown = 0
         for i, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
-                return _problem(422, f"feedback[{i}].request_id must be a string", "request_id")
+                return problem(422, f"feedback[{i}].request_id must be a string", "request_id")
             labels = item.get("labels", [item.get("label")])
             if not isinstance(labels, list) or not all(
                 isinstance(v, int | float) and not isinstance(v, bool) for v in labels
             ):
-                return _problem(422, f"feedback[{i}].labels must be numbers", "labels")
+                return problem(422, f"feedback[{i}].labels must be numbers", "labels")
             found = self.feedback_log.pop(item["request_id"])
             if found is None or found[0].model != name:
                 unknown += 1
@@ -188,7 +161,7 @@ class ModelServer:
             series, predictions = found
             series.feedback(predictions, [float(v) for v in labels])
             accepted += 1
-        return _json({"accepted": accepted, "unknown": unknown})
+        return json_response({"accepted": accepted, "unknown": unknown})
 
     def stats(self, name: str, *, recent: bool = False) -> dict[str, Any]:
         """Cumulative counters of ``name`` plus what is routed now (the analysis reads this)."""
@@ -212,29 +185,75 @@ def create_app(
     *,
     poll_interval_s: float = 0.2,
     faults: FaultInjector | None = None,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+    poll_in_background: bool = True,
 ) -> Starlette:
     """The ASGI app serving ``models`` (every model in the catalog when empty).
 
     On start-up it repairs half-finished releases, loads each champion and canary,
     then follows the registry every ``poll_interval_s`` seconds in a background thread.
     ``app.state.server`` is the ``ModelServer`` (faults, stats) for tests and benchmarks.
+    ``clock``/``monotonic`` are the follower's clocks (lease expiry, retry pacing); with
+    ``poll_in_background=False`` nothing polls after start-up until someone calls
+    ``app.state.server.follower.poll_once()`` (``retrain.testing.serve_in_process`` does).
     """
-    follower = AliasFollower(registry, models, poll_interval_s=poll_interval_s)
+    follower = AliasFollower(
+        registry, models, poll_interval_s=poll_interval_s, clock=clock, monotonic=monotonic
+    )
     server = ModelServer(follower, faults or FaultInjector())
+    endpoints = _Endpoints(server)
+    app = Starlette(
+        routes=[
+            HttpRoute("/v1/models/{target}", endpoints.model, methods=["GET", "POST"]),
+            HttpRoute("/v1/models", endpoints.list_models, methods=["GET"]),
+            HttpRoute("/metrics", endpoints.metrics, methods=["GET"]),
+            HttpRoute("/healthz", endpoints.healthz, methods=["GET"]),
+            HttpRoute("/readyz", endpoints.readyz, methods=["GET"]),
+        ],
+        lifespan=_following(registry, models, follower, clock=clock, background=poll_in_background),
+    )
+    app.state.server = server
+    return app
+
+
+def _following(
+    registry: Registry,
+    models: list[str] | None,
+    follower: AliasFollower,
+    *,
+    clock: Callable[[], float],
+    background: bool,
+) -> Callable[[Starlette], Any]:
+    """The app's lifespan: repair half-finished releases, load the routes, follow the registry
+    while the app is up."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            await asyncio.to_thread(repair_releases, registry.catalog, models or None)
+            await asyncio.to_thread(repair_releases, registry.catalog, models or None, now=clock())
         except Exception as exc:  # a down catalog must not keep the server from starting
             log.warning("release repair skipped: %s", exc)
-        await asyncio.to_thread(follower.start)
+        await asyncio.to_thread(follower.start, background=background)
         try:
             yield
         finally:
             await asyncio.to_thread(follower.stop)
 
-    async def model_endpoint(request: Request) -> Response:
+    return lifespan
+
+
+class _Endpoints:
+    """The HTTP routes of one ``ModelServer``."""
+
+    def __init__(self, server: ModelServer) -> None:
+        self.server = server
+        self.follower = server.follower
+
+    async def model(self, request: Request) -> Response:
+        """``/v1/models/<name>[:verb]``: predict, feedback and reset-latency (POST); stats and
+        status (GET)."""
+        server = self.server
         name, _, verb = request.path_params["target"].partition(":")
         if request.method == "POST":
             if verb == "predict":
@@ -243,42 +262,32 @@ def create_app(
                 return await server.feedback(request, name)
             if verb == "reset-latency":  # benchmarks: start a clean latency window
                 server.book.reset_recent()
-                return _json({"reset": True})
+                return json_response({"reset": True})
         elif verb == "stats":
-            return _json(server.stats(name, recent="recent" in request.query_params))
+            return json_response(server.stats(name, recent="recent" in request.query_params))
         elif not verb:
-            if name not in follower.routes:
-                return _problem(404, f"model {name!r} is not served here")
-            return _json(follower.status(name))
-        return _problem(405, f"{request.method} {verb or 'status'} is not supported")
+            if name not in self.follower.routes:
+                return problem(404, f"model {name!r} is not served here")
+            return json_response(self.follower.status(name))
+        return problem(405, f"{request.method} {verb or 'status'} is not supported")
 
-    async def list_models(request: Request) -> Response:
-        return _json({"models": [follower.status(m) for m in sorted(follower.routes)]})
+    async def list_models(self, request: Request) -> Response:
+        follower = self.follower
+        return json_response({"models": [follower.status(m) for m in sorted(follower.routes)]})
 
-    async def metrics(request: Request) -> Response:
-        return Response(render_metrics(server.collector), media_type=CONTENT_TYPE)
+    async def metrics(self, request: Request) -> Response:
+        return Response(render_metrics(self.server.collector), media_type=CONTENT_TYPE)
 
-    async def healthz(request: Request) -> Response:
-        return _json({"status": "ok"})
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
 
-    async def readyz(request: Request) -> Response:
+    async def readyz(self, request: Request) -> Response:
+        """Ready once every expected model has a champion loaded."""
+        follower = self.follower
         expected = follower.models or list(follower.routes)
         missing = [
             m for m in expected if (r := follower.routes.get(m)) is None or r.champion is None
         ]
         if missing or not expected:
-            return _json({"ready": False, "missing": missing}, 503)
-        return _json({"ready": True, "models": expected})
-
-    app = Starlette(
-        routes=[
-            HttpRoute("/v1/models/{target}", model_endpoint, methods=["GET", "POST"]),
-            HttpRoute("/v1/models", list_models, methods=["GET"]),
-            HttpRoute("/metrics", metrics, methods=["GET"]),
-            HttpRoute("/healthz", healthz, methods=["GET"]),
-            HttpRoute("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.server = server
-    return app
+            return json_response({"ready": False, "missing": missing}, 503)
+        return json_response({"ready": True, "models": expected})

@@ -12,16 +12,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from registry.champions import previous_champion
 from registry.errors import BundleLoadError
-from registry.release import (
-    ReleaseState,
-    ReleaseStateReader,
-    previous_champion,
-    repair_releases,
-)
+from registry.release import ReleaseState, ReleaseStateReader, repair_releases
 from serving.routing import LoadedModel, Route
 
 if TYPE_CHECKING:
@@ -50,7 +47,11 @@ def load_version(registry: Registry, model: str, version: int) -> LoadedModel:
 
 
 class AliasFollower:
-    """Keeps one ``Route`` per served model in step with the registry."""
+    """Keeps one ``Route`` per served model in step with the registry.
+
+    ``clock`` (wall time: lease expiries, the last poll) and ``monotonic`` (retry and repair
+    pacing) default to the system's; tests pass a manual clock and call ``poll_once``.
+    """
 
     def __init__(
         self,
@@ -60,8 +61,12 @@ class AliasFollower:
         poll_interval_s: float = 0.2,
         warm_versions: int = 4,
         retry_failed_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
+        self.clock = clock
+        self.monotonic = monotonic
         self.models = list(models) if models else None  # None: every model in the catalog
         self.poll_interval_s = poll_interval_s
         self.routes: dict[str, Route] = {}
@@ -70,7 +75,7 @@ class AliasFollower:
         self.load_failures: dict[tuple[str, int], int] = {}
         self.last_poll_error: str | None = None
         self.last_poll_at: float = 0.0
-        self._reader = ReleaseStateReader(registry.catalog)
+        self._reader = ReleaseStateReader(registry.catalog, clock=clock)
         self._warm: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._warm_limit = max(2, warm_versions)
         self._failed_at: dict[tuple[str, int], float] = {}
@@ -80,10 +85,13 @@ class AliasFollower:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Poll once (so the server starts ready), warm previous champions, then keep polling."""
+    def start(self, *, background: bool = True) -> None:
+        """Poll once (so the server starts ready), warm previous champions, then keep polling
+        in a background thread (``background=False``: the caller polls with ``poll_once``)."""
         self.poll_once()
         self._warm_previous_champions()
+        if not background:
+            return
         self._thread = threading.Thread(target=self._run, name="alias-follower", daemon=True)
         self._thread.start()
 
@@ -111,7 +119,7 @@ class AliasFollower:
         except Exception as exc:  # the catalog is down: keep serving what we have
             self.last_poll_error = f"{type(exc).__name__}: {exc}"
             log.warning("alias poll failed: %s", self.last_poll_error)
-        self.last_poll_at = time.time()
+        self.last_poll_at = self.clock()
 
     def _sync(self, model: str) -> None:
         state = self._reader.read(model)
@@ -131,12 +139,12 @@ class AliasFollower:
             self.routes[model] = route  # one assignment: requests see old or new, never half
 
     def _repair(self, model: str) -> None:
-        now = time.monotonic()
+        now = self.monotonic()
         if now - self._repaired_at.get(model, float("-inf")) < 5.0:
             return
         self._repaired_at[model] = now
         try:
-            repair_releases(self.registry.catalog, [model], actor="model-server")
+            repair_releases(self.registry.catalog, [model], actor="model-server", now=self.clock())
         except Exception as exc:
             log.warning("could not repair the release of %s: %s", model, exc)
 
@@ -147,12 +155,12 @@ class AliasFollower:
             self._warm.move_to_end(key)
             return loaded
         failed_at = self._failed_at.get(key)
-        if failed_at is not None and time.monotonic() - failed_at < self._retry_failed_s:
+        if failed_at is not None and self.monotonic() - failed_at < self._retry_failed_s:
             return None
         try:
             loaded = load_version(self.registry, model, version)
         except Exception as exc:  # reported, never swapped in
-            self._failed_at[key] = time.monotonic()
+            self._failed_at[key] = self.monotonic()
             self.load_errors[key] = str(exc)
             self.load_failures[key] = self.load_failures.get(key, 0) + 1
             log.error("not swapping in %s v%s: %s", model, version, exc)
@@ -224,5 +232,5 @@ class AliasFollower:
             "warm_versions": self.warm_versions(model),
             "load_errors": {str(v): msg for (m, v), msg in self.load_errors.items() if m == model},
             "poll_error": self.last_poll_error,
-            "last_poll_age_s": round(time.time() - self.last_poll_at, 3),
+            "last_poll_age_s": round(self.clock() - self.last_poll_at, 3),
         }

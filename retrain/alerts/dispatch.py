@@ -54,7 +54,11 @@ _BUSY_BATCH_S = 0.02
 
 
 class AlertDispatcher:
-    """Decides what each stored alert starts, on one background thread."""
+    """Decides what each stored alert starts, on one background thread.
+
+    ``clock`` is the wall time trigger decisions use; ``monotonic`` paces the sweeps and the
+    deferred writes. Tests pass a manual clock and decide with ``run_pending`` (no thread).
+    """
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class AlertDispatcher:
         sweep_interval_s: float = 30.0,
         retry_after_s: float = 15.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         is_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._registry = registry
@@ -76,6 +81,7 @@ class AlertDispatcher:
         self._sweep_interval_s = sweep_interval_s
         self._retry_after_s = retry_after_s
         self._clock = clock
+        self._monotonic = monotonic
         self._is_busy = is_busy
         self._queue: queue.Queue[AlertRecord | None] = queue.Queue()
         self._queued: set[int] = set()  # queued, or decided with the state not yet written
@@ -123,7 +129,10 @@ class AlertDispatcher:
         self._write_marks(force=True)
 
     def drain(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every queued alert is decided and recorded; False on timeout."""
+        """Wait until every queued alert is decided and recorded; False on timeout.
+
+        This waits for the background thread, so it runs on real time whatever ``monotonic``
+        is; without the thread, ``run_pending`` decides on the caller's thread instead."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
@@ -132,13 +141,31 @@ class AlertDispatcher:
             time.sleep(0.005)
         return False
 
+    def run_pending(self) -> int:
+        """Decide every queued alert on the calling thread and record the decisions; how many
+        were decided. What the background thread does, minus the thread and its waits: for
+        tests on a manual clock and one-shot tools; refused while the thread runs."""
+        if self._thread is not None:
+            raise RuntimeError("the dispatcher thread is running; wait with drain() instead")
+        decided = 0
+        while True:
+            try:
+                alert = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if alert is not None:
+                self._decide_queued(alert)
+                decided += 1
+        self._write_marks(force=True)
+        return decided
+
     def _run(self) -> None:
         warm = getattr(self._launcher, "warm", None)
         if callable(warm):
             warm()
-        next_sweep = time.monotonic() + self._sweep_interval_s
+        next_sweep = self._monotonic() + self._sweep_interval_s
         while not self._stopping.is_set():
-            wait = 0.005 if self._marks else max(0.05, next_sweep - time.monotonic())
+            wait = 0.005 if self._marks else max(0.05, next_sweep - self._monotonic())
             try:
                 batch = [self._queue.get(timeout=wait)]
             except queue.Empty:
@@ -156,8 +183,8 @@ class AlertDispatcher:
                 # While alerts pour in, let them gather: fewer thread switches stealing time
                 # from acknowledgements. A quiet receiver's first alert is decided at once.
                 self._stopping.wait(_BUSY_BATCH_S)
-            if time.monotonic() >= next_sweep and not self._stopping.is_set():
-                next_sweep = time.monotonic() + self._sweep_interval_s
+            if self._monotonic() >= next_sweep and not self._stopping.is_set():
+                next_sweep = self._monotonic() + self._sweep_interval_s
                 try:
                     self.sweep(older_than_s=self._sweep_interval_s)
                 except RetrainError:
@@ -182,9 +209,9 @@ class AlertDispatcher:
         which a restart decides again the same way)."""
         while self._marks:
             if not force and self._is_busy():
-                if time.monotonic() - self._last_busy_write < _BUSY_WRITE_GAP_S:
+                if self._monotonic() - self._last_busy_write < _BUSY_WRITE_GAP_S:
                     return
-                self._last_busy_write = time.monotonic()
+                self._last_busy_write = self._monotonic()
             alert_id, state, run_id = self._marks.popleft()
             try:
                 with self.write_lock:

@@ -4,17 +4,12 @@ Routes: ``POST /alerts/alertmanager`` (Alertmanager webhook v4), ``/alerts/grafa
 ``/alerts/evidently``, ``/alerts/generic`` (shapes in ``retrain.alerts.payloads``), and
 ``GET /healthz``.
 
-Every request is authenticated by either
-
-- ``Authorization: Bearer <token>``, or
-- an HMAC-SHA256 signature: ``X-Retrain-Timestamp: <unix seconds>`` and
-  ``X-Retrain-Signature: sha256=<hex of HMAC(secret, "<timestamp>.<body>")>``; a timestamp
-  more than five minutes away from the receiver's clock is refused (replays).
-
-Both are compared in constant time. The body is capped at 1 MiB, by ``Content-Length`` and
-while streaming, before anything parses it (413). The answer is 202 only once every alert is
-stored in the registry inbox under its dedup key; the decision (start, fold, ignore) is taken
-asynchronously by ``retrain.alerts.dispatch.AlertDispatcher``, so acknowledgement stays fast.
+Every request is authenticated by a bearer token or an HMAC signature (``retrain.alerts.auth``;
+a bearer token is checked before the body is read). The body is capped at 1 MiB, by
+``Content-Length`` and while streaming, before anything parses it (413). The answer is 202
+only once every alert is stored in the registry inbox under its dedup key; the decision
+(start, fold, ignore) is taken asynchronously by ``retrain.alerts.dispatch.AlertDispatcher``,
+so acknowledgement stays fast.
 
 An alert for a model with no registered pipeline is stored, marked ``ignored`` and listed
 under ``unknown_models`` in the 202 answer: one Alertmanager group may mix models, and refusing
@@ -24,8 +19,6 @@ the whole notification for one of them would lose the others. A sender's mistake
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -38,7 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from registry.errors import AlertPayloadError, ConfigError, RegistryError
+from registry.errors import AlertPayloadError, RegistryError
+from retrain.alerts.auth import MAX_SIGNATURE_AGE_S, Refused, RequestAuth
 from retrain.alerts.dispatch import AlertDispatcher
 from retrain.alerts.launchers import PrefectLauncher, RetrainLauncher
 from retrain.alerts.payloads import SOURCES, AlertSignal, parse_alerts
@@ -49,42 +43,13 @@ if TYPE_CHECKING:
     from registry.store import Registry
     from retrain.config.settings import Settings
 
-__all__ = [
-    "MAX_BODY_BYTES",
-    "MAX_SIGNATURE_AGE_S",
-    "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
-    "app_from_environment",
-    "create_app",
-    "create_app_from_settings",
-    "sign_body",
-]
+__all__ = ["MAX_BODY_BYTES", "app_from_environment", "create_app", "create_app_from_settings"]
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_SIGNATURE_AGE_S = 300.0
-TIMESTAMP_HEADER = "x-retrain-timestamp"
-SIGNATURE_HEADER = "x-retrain-signature"
 log = logging.getLogger(__name__)
 # Background work waits for this long without a request before it counts as quiet.
 _QUIET_S = 0.02
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def sign_body(secret: str, body: bytes, timestamp: float | None = None) -> dict[str, str]:
-    """The headers that sign ``body`` for the receiver (what a sender adds)."""
-    stamp = str(int(time.time() if timestamp is None else timestamp))
-    mac = _mac(secret.encode(), stamp, body)
-    return {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: f"sha256={mac}"}
-
-
-def _mac(secret: bytes, stamp: str, body: bytes) -> str:
-    """Hex HMAC-SHA256 of ``"<timestamp>.<body>"``: what a sender signs, what is checked."""
-    return hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+Stored = list[tuple["AlertRecord", bool]]  # each alert's inbox record, and whether it is new
 
 
 class _ModelDirectory:
@@ -137,12 +102,7 @@ def create_app(
     """The receiver app; its dispatcher runs while the app is up (``app.state.dispatcher``).
 
     ``clock`` is the time trigger decisions use (a simulation passes its own)."""
-    if not token and not hmac_secret:
-        raise ConfigError(
-            "the alert receiver needs RETRAIN_ALERTS_TOKEN or RETRAIN_ALERTS_HMAC_SECRET"
-        )
-    token_bytes = token.encode() if token else None
-    secret_bytes = hmac_secret.encode() if hmac_secret else None
+    auth = RequestAuth(token, hmac_secret, max_signature_age_s)  # ConfigError without either
     models = _ModelDirectory(registry, models_ttl_s)
     activity = _Activity()
     dispatcher = AlertDispatcher(
@@ -153,72 +113,91 @@ def create_app(
         is_busy=activity.busy,
         clock=clock,
     )
+    endpoint = _AlertEndpoint(registry, dispatcher, auth, models, activity, max_body_bytes)
+    app = Starlette(
+        routes=[
+            Route("/alerts/{source}", endpoint.receive, methods=["POST"]),
+            Route("/healthz", _healthz, methods=["GET"]),
+        ],
+        lifespan=_dispatching(dispatcher),
+    )
+    app.state.dispatcher = dispatcher
+    return app
 
-    def check_bearer(header: str) -> None:
-        scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or token_bytes is None:
-            raise _Refused(401, "unsupported Authorization; use a bearer token or a signature")
-        if not hmac.compare_digest(credential.strip().encode(), token_bytes):
-            raise _Refused(401, "invalid bearer token")
 
-    def check_signature(request: Request, body: bytes) -> None:
-        stamp = request.headers.get(TIMESTAMP_HEADER)
-        signature = request.headers.get(SIGNATURE_HEADER)
-        if secret_bytes is None or not stamp or not signature:
-            raise _Refused(401, "missing credentials: a bearer token or a signed timestamp")
+class _AlertEndpoint:
+    """``POST /alerts/{source}``: authenticate, read, parse and store; new alerts go to the
+    dispatcher only once stored, so a 202 never promises an alert that could be lost."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        dispatcher: AlertDispatcher,
+        auth: RequestAuth,
+        models: _ModelDirectory,
+        activity: _Activity,
+        max_body_bytes: int,
+    ) -> None:
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._auth = auth
+        self._models = models
+        self._activity = activity
+        self._max_body_bytes = max_body_bytes
+
+    async def receive(self, request: Request) -> JSONResponse:
+        with self._activity:
+            return await self._handle(request)
+
+    async def _handle(self, request: Request) -> JSONResponse:
         try:
-            sent = float(stamp)
-        except ValueError:
-            raise _Refused(400, f"{TIMESTAMP_HEADER} must be unix seconds") from None
-        if abs(time.time() - sent) > max_signature_age_s:
-            raise _Refused(401, "timestamp is more than 5 minutes off; sign again and resend")
-        given = signature.removeprefix("sha256=").strip().encode()
-        if not hmac.compare_digest(given, _mac(secret_bytes, stamp, body).encode()):
-            raise _Refused(401, "invalid signature")
-
-    def store(signals: list[AlertSignal]) -> list[tuple[AlertRecord, bool]]:
-        with dispatcher.write_lock:
-            return [
-                registry.catalog.add_alert(
-                    s.dedup_key, source=s.source, model=s.model, status=s.status, payload=s.payload
-                )
-                for s in signals
-            ]
-
-    async def receive(request: Request) -> JSONResponse:
-        with activity:
-            return await handle(request)
-
-    async def handle(request: Request) -> JSONResponse:
-        source = request.path_params["source"]
-        try:
-            if source not in SOURCES:
-                raise _Refused(404, f"unknown alert source; use one of {sorted(SOURCES)}")
-            authorization = request.headers.get("authorization")
-            if authorization:  # checked before the body is read: a wrong token costs nothing
-                check_bearer(authorization)
-            body = await _read_capped(request, max_body_bytes)
-            if not authorization:
-                check_signature(request, body)
-            signals = parse_alerts(source, body)
-            # Inline on purpose: a short SQLite/PostgreSQL insert costs less than a hop to a
-            # worker thread and back, and hops are what stretched the tail under load.
-            stored = store(signals)
-            known = models()
-        except _Refused as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        except AlertPayloadError as exc:
+            stored, known = await self._accept(request)
+        except (Refused, AlertPayloadError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except RegistryError as exc:
             log.error("alert not stored: %s", exc)
             return JSONResponse({"error": "alert inbox unavailable; retry"}, status_code=503)
         for record, created in stored:
             if created or record.state == "received":
-                dispatcher.submit(record)
+                self._dispatcher.submit(record)
         return JSONResponse(_answer(stored, known), status_code=202)
 
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+    async def _accept(self, request: Request) -> tuple[Stored, Mapping[str, PipelineSummary]]:
+        """The stored alerts and the registered pipelines; ``Refused`` or a payload or registry
+        error for a request that cannot be taken."""
+        source = request.path_params["source"]
+        if source not in SOURCES:
+            raise Refused(404, f"unknown alert source; use one of {sorted(SOURCES)}")
+        authorization = request.headers.get("authorization")
+        if authorization:  # checked before the body is read: a wrong token costs nothing
+            self._auth.check_bearer(authorization)
+        body = await _read_capped(request, self._max_body_bytes)
+        if not authorization:
+            self._auth.check_signature(request.headers, body)
+        signals = parse_alerts(source, body)
+        # Inline on purpose: a short SQLite/PostgreSQL insert costs less than a hop to a
+        # worker thread and back, and hops are what stretched the tail under load.
+        stored = self._store(signals)
+        return stored, self._models()
+
+    def _store(self, signals: list[AlertSignal]) -> Stored:
+        with self._dispatcher.write_lock:
+            return [
+                self._registry.catalog.add_alert(
+                    s.dedup_key, source=s.source, model=s.model, status=s.status, payload=s.payload
+                )
+                for s in signals
+            ]
+
+
+async def _healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def _dispatching(
+    dispatcher: AlertDispatcher,
+) -> Callable[[Starlette], Any]:
+    """The app's lifespan: the dispatcher thread runs while the app is up."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -228,20 +207,10 @@ def create_app(
         finally:
             await run_in_threadpool(dispatcher.stop)
 
-    app = Starlette(
-        routes=[
-            Route("/alerts/{source}", receive, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.dispatcher = dispatcher
-    return app
+    return lifespan
 
 
-def _answer(
-    stored: list[tuple[AlertRecord, bool]], known: Mapping[str, PipelineSummary]
-) -> dict[str, Any]:
+def _answer(stored: Stored, known: Mapping[str, PipelineSummary]) -> dict[str, Any]:
     return {
         "alerts": [
             {"id": r.id, "model": r.model, "status": r.status, "duplicate": not created}
@@ -256,15 +225,15 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise _Refused(400, "Content-Length is not a number")
+            raise Refused(400, "Content-Length is not a number")
         if int(declared) > limit:
-            raise _Refused(413, f"body larger than {limit} bytes")
+            raise Refused(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _Refused(413, f"body larger than {limit} bytes")
+            raise Refused(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -26,7 +26,8 @@ _SOURCE_HELP = "File/folder (Parquet, CSV), s3://bucket/prefix, simulator://loan
 
 def _load(source: str) -> pd.DataFrame:
     """Read a source; heavy imports happen here so ``retrain --help`` stays fast."""
-    from tasks.data.snapshots import load_frame, read_snapshot
+    from tasks.data.snapshots import read_snapshot
+    from tasks.data.sources import load_frame
 
     with console.status(f"reading {source} ..."):
         if source.startswith("sha256:"):
@@ -75,7 +76,9 @@ def drift(
     share: Annotated[float, typer.Option(help="Drifted share of features that means drift.")] = 0.3,
     sample_rows: Annotated[int, typer.Option(help="Rows sampled per side (0: all rows).")] = 50_000,
     seed: Annotated[int, typer.Option(help="Seed of the row sample.")] = 0,
-    target: Annotated[str, typer.Option(help="Target column, reported separately.")] = "default",
+    target: Annotated[
+        str | None, typer.Option(help="Target column: reported separately, not a feature.")
+    ] = None,
     fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 when drift is detected.")] = False,
     record: Annotated[
         str | None, typer.Option(help="Also store the report in the registry under this name.")

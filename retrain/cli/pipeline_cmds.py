@@ -218,7 +218,7 @@ def send(
     import httpx
 
     from registry.errors import ConfigError
-    from retrain.alerts.receiver import sign_body
+    from retrain.alerts.auth import sign_body
 
     cfg = settings()
     body = json.dumps(

@@ -109,8 +109,9 @@ def canary(
     from rich.progress import BarColumn, Progress, TextColumn
 
     from retrain.config.wiring import build_metrics_source
-    from tasks.release.canary import CanaryPolicy, StepRecord, run_canary
+    from tasks.release.canary import run_canary
     from tasks.release.metric_sources import MetricsSource, PrometheusSource, ServerStatsSource
+    from tasks.release.policy import CanaryPolicy, StepRecord
 
     try:
         policy = CanaryPolicy(

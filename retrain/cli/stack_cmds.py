@@ -16,67 +16,11 @@ def up(
     serve_models: bool = typer.Option(True, help="Start the model server."),
 ) -> None:
     """Start the local stack: Prefect server + UI, deployments, model server, alert receiver."""
-    from retrain.config.wiring import serving_url
-    from retrain.local.stack import Service, Stack, module_argv
+    from retrain.local.stack import Stack, stack_services
 
     cfg = settings()
     home = cfg.home.resolve()
-    prefect_url = f"http://127.0.0.1:{cfg.prefect_port}"
-    prefect_env = {
-        "PREFECT_HOME": str(home / "prefect"),
-        "PREFECT_API_URL": f"{prefect_url}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_URL": prefect_url,
-    }
-    services = [
-        Service(
-            "prefect-server",
-            module_argv(
-                "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)
-            ),
-            url=prefect_url,
-            ready_url=f"{prefect_url}/api/health",
-            env=prefect_env,
-        ),
-        Service(
-            "deployments", module_argv("retrain", "pipelines", "serve"), url="", env=prefect_env
-        ),
-        Service(
-            "alert-receiver",
-            module_argv("retrain", "alerts", "serve"),
-            url=f"http://{cfg.alerts_host}:{cfg.alerts_port}/alerts/generic",
-            ready_url=f"http://{cfg.alerts_host}:{cfg.alerts_port}/healthz",
-            env=prefect_env,
-        ),
-    ]
-    if serve_models:
-        base = serving_url(cfg)
-        services.append(
-            Service(
-                "model-server",
-                module_argv("retrain", "serve"),
-                url=f"{base}/v1/models",
-                ready_url=f"{base}/healthz",
-                env=prefect_env,
-            )
-        )
-    if mlflow_ui:
-        mlflow_url = f"http://127.0.0.1:{cfg.mlflow_port}"
-        services.append(
-            Service(
-                "mlflow-ui",
-                module_argv(
-                    "mlflow",
-                    "ui",
-                    "--backend-store-uri",
-                    cfg.tracking_uri,
-                    "--port",
-                    str(cfg.mlflow_port),
-                ),
-                url=mlflow_url,
-                ready_url=mlflow_url,
-            )
-        )
+    services = stack_services(cfg, serve_models=serve_models, mlflow_ui=mlflow_ui)
     stack = Stack(log_dir=home / "logs")
     try:
         for service in services:

@@ -105,12 +105,16 @@ class ScheduleSpec(_Strict):
     def _cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        # Prefect's own cron parser decides what its scheduler accepts; imported only here.
-        from prefect._vendor.croniter.croniter import croniter
+        # Prefect's own schedule model decides what its scheduler accepts; imported only here.
+        from prefect.client.schemas.schedules import CronSchedule
 
-        valid = croniter.is_valid(value)  # type: ignore[no-untyped-call]  # vendored, untyped
-        if len(value.split()) != 5 or not valid:
-            raise ValueError(f"not a 5-field cron expression: {value!r} (e.g. '0 3 * * 1')")
+        bad = ValueError(f"not a 5-field cron expression: {value!r} (e.g. '0 3 * * 1')")
+        if len(value.split()) != 5:
+            raise bad
+        try:
+            CronSchedule(cron=value, timezone="UTC")
+        except ValidationError:
+            raise bad from None
         return value
 
     @field_validator("timezone")

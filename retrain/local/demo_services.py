@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +54,9 @@ class BackgroundTraffic:
 
 
 class ThreadLauncher:
-    """Starts retrain flow runs in this process (the demo has no workers); keys dedupe runs."""
+    """Starts retrain flow runs in this process, as a worker would: the flow run is created in
+    Prefect first (its id is the run id the receiver records), then executed on a thread. The
+    demo has no workers; keys dedupe runs like Prefect's idempotency keys."""
 
     def __init__(self, settings: Settings, clock: DemoClock) -> None:
         self.settings, self.clock = settings, clock
@@ -65,25 +66,42 @@ class ThreadLauncher:
         self._lock = threading.Lock()
 
     def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
+        from prefect.client.orchestration import get_client
+
+        from flows.retrain_model import retrain_model
+
         with self._lock:
             if idempotency_key in self._by_key:
                 return self._by_key[idempotency_key]
-            run_id = str(uuid.uuid4())
+            as_of = self.clock.now()
+            shown = {"pipeline": model, "trigger": "alert", "as_of": as_of.isoformat()}
+            with get_client(sync_client=True) as client:
+                flow_run = client.create_flow_run(retrain_model, parameters=shown, tags=["alert"])
+            run_id = str(flow_run.id)
+            parameters = {
+                "pipeline": model,
+                "trigger": "alert",
+                "as_of": as_of,
+                "settings": self.settings,
+            }
             thread = threading.Thread(
-                target=self._run, args=(run_id, model), name=f"retrain-{model}", daemon=True
+                target=self._run,
+                args=(run_id, flow_run, parameters),
+                name=f"retrain-{model}",
+                daemon=True,
             )
             self._by_key[idempotency_key] = run_id
             self.runs[run_id] = thread
         thread.start()
         return run_id
 
-    def _run(self, run_id: str, model: str) -> None:
+    def _run(self, run_id: str, flow_run: Any, parameters: dict[str, Any]) -> None:
+        from prefect.flow_engine import run_flow
+
         from flows.retrain_model import retrain_model
 
         try:
-            self.results[run_id] = retrain_model(
-                pipeline=model, trigger="alert", as_of=self.clock.now(), settings=self.settings
-            )
+            self.results[run_id] = run_flow(retrain_model, flow_run=flow_run, parameters=parameters)
         except Exception as exc:  # the summary reports it; the demo goes on
             self.results[run_id] = exc
 

@@ -14,12 +14,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from registry.errors import StackError
 
-__all__ = ["Service", "Stack", "module_argv"]
+if TYPE_CHECKING:
+    from retrain.config.settings import Settings
+
+__all__ = ["Service", "Stack", "module_argv", "stack_services"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +109,61 @@ class Stack:
 def module_argv(module: str, *args: str) -> list[str]:
     """argv that runs ``python -m module args`` with this interpreter (its venv's packages)."""
     return [sys.executable, "-m", module, *args]
+
+
+def stack_services(cfg: Settings, *, serve_models: bool, mlflow_ui: bool) -> list[Service]:
+    """What ``retrain up`` starts, in order: the Prefect server first (the others talk to it),
+    then the deployment runner, the alert receiver and, if asked, the model server and the
+    MLflow UI."""
+    from retrain.config.wiring import serving_url
+
+    prefect_url = f"http://127.0.0.1:{cfg.prefect_port}"
+    # Every Prefect client points at this stack's server, never at the user's own.
+    env = {
+        "PREFECT_HOME": str(cfg.home.resolve() / "prefect"),
+        "PREFECT_API_URL": f"{prefect_url}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_URL": prefect_url,
+    }
+    alerts = f"http://{cfg.alerts_host}:{cfg.alerts_port}"
+    services = [
+        Service(
+            "prefect-server",
+            module_argv(
+                "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(cfg.prefect_port)
+            ),
+            url=prefect_url,
+            ready_url=f"{prefect_url}/api/health",
+            env=env,
+        ),
+        Service("deployments", module_argv("retrain", "pipelines", "serve"), url="", env=env),
+        Service(
+            "alert-receiver",
+            module_argv("retrain", "alerts", "serve"),
+            url=f"{alerts}/alerts/generic",
+            ready_url=f"{alerts}/healthz",
+            env=env,
+        ),
+    ]
+    if serve_models:
+        base = serving_url(cfg)
+        services.append(
+            Service(
+                "model-server",
+                module_argv("retrain", "serve"),
+                url=f"{base}/v1/models",
+                ready_url=f"{base}/healthz",
+                env=env,
+            )
+        )
+    if mlflow_ui:
+        services.append(_mlflow_ui(cfg))
+    return services
+
+
+def _mlflow_ui(cfg: Settings) -> Service:
+    url = f"http://127.0.0.1:{cfg.mlflow_port}"
+    argv = module_argv(
+        "mlflow", "ui", "--backend-store-uri", cfg.tracking_uri, "--port", str(cfg.mlflow_port)
+    )
+    return Service("mlflow-ui", argv, url=url, ready_url=url)

@@ -88,100 +88,130 @@ def _check_loopback(base_url: str) -> None:
         raise ConfigError(f"traffic only goes to this machine (127.0.0.1/localhost), not {host!r}")
 
 
-async def _drive(
-    base_url: str,
-    model: str,
-    instances: list[dict[str, Any]],
-    labels: list[float],
-    *,
-    rate: float,
-    total: int,
-    deadline_s: float,
-    keys: int,
-    feedback_delay_s: float | None,
-    concurrency: int,
-    keep_records: bool,
-    stop: threading.Event | None,
-) -> TrafficReport:
-    report = TrafficReport()
-    pending_feedback: list[tuple[float, str, float]] = []
-    parts = urlsplit(base_url)
-    pool = LoopbackConnections(parts.hostname or "127.0.0.1", parts.port or 80, limit=concurrency)
-    bodies = [json.dumps({"instances": [row]}).encode() for row in instances]
-    path = f"/v1/models/{model}:predict"
-    gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
-        start = report.started_at = time.perf_counter()
+class _Driver:
+    """One run: requests on an open-loop schedule, their answers tallied, labels fed back."""
 
-        async def one(i: int) -> None:
-            sent = time.perf_counter() - start
-            row = i % len(instances)
-            try:
-                status, raw = await pool.post(
-                    path, bodies[row], {"X-Request-Key": f"user-{i % keys}"}
-                )
-            except LoopbackHTTPError:
-                report.failed += 1
-                return
-            finally:
-                gate.release()
-            latency = time.perf_counter() - start - sent
-            version = variant = None
-            if status == 200:
-                body = json.loads(raw)
-                version, variant = int(body["model_version"]), str(body["variant"])
-                report.ok += 1
-                report.by_version[version] += 1
-                report.by_variant[variant] += 1
-                if feedback_delay_s is not None:
-                    due = time.perf_counter() + feedback_delay_s
-                    pending_feedback.append((due, body["request_id"], labels[row]))
-            elif status < 500:
-                report.client_errors += 1
-            else:
-                report.server_errors += 1
-            if keep_records:
-                report.records.append(ResponseRecord(sent, latency, status, version, variant))
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        instances: list[dict[str, Any]],
+        labels: list[float],
+        *,
+        rate: float,
+        total: int,
+        deadline_s: float,
+        keys: int,
+        feedback_delay_s: float | None,
+        concurrency: int,
+        keep_records: bool,
+        stop: threading.Event | None,
+    ) -> None:
+        self.report = TrafficReport()
+        self._model, self._labels, self._rows = model, labels, len(instances)
+        self._rate, self._total, self._deadline_s, self._stop = rate, total, deadline_s, stop
+        self._keys, self._feedback_delay_s = keys, feedback_delay_s
+        self._keep_records = keep_records
+        self._pending: list[tuple[float, str, float]] = []  # (due time, request id, label)
+        parts = urlsplit(base_url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._pool = LoopbackConnections(host, port, limit=concurrency)
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=10.0)
+        self._bodies = [json.dumps({"instances": [row]}).encode() for row in instances]
+        self._path = f"/v1/models/{model}:predict"
+        self._gate = asyncio.Semaphore(concurrency)
+        self._start = 0.0
 
-        async def send_feedback(final: bool) -> None:
-            now = time.perf_counter()
-            due = [p for p in pending_feedback if final or p[0] <= now]
-            if not due:
-                return
-            pending_feedback[:] = [p for p in pending_feedback if not (final or p[0] <= now)]
-            items = [{"request_id": rid, "labels": [label]} for _, rid, label in due]
-            try:
-                await client.post(f"/v1/models/{model}:feedback", json={"feedback": items})
-                report.feedback_sent += len(items)
-            except httpx.HTTPError:
-                pass
+    async def run(self) -> TrafficReport:
+        async with self._client:
+            self._start = self.report.started_at = time.perf_counter()
+            tasks = await self._send_all()
+            if tasks:
+                await asyncio.wait(tasks, timeout=15.0)
+            await self._flush_feedback()
+            self.report.duration_s = time.perf_counter() - self._start
+        await self._pool.close()
+        return self.report
 
+    async def _send_all(self) -> set[asyncio.Task[None]]:
+        """Request ``i`` is due at ``i / rate`` whether or not earlier ones were answered (open
+        loop: a slow server meets the same load); due feedback goes out every 0.2 s."""
         tasks: set[asyncio.Task[None]] = set()
         next_feedback = 0.0
-        for i in range(total):
-            target = i / rate
-            now = time.perf_counter() - start
-            if now > deadline_s or (stop is not None and stop.is_set()):
+        for i in range(self._total):
+            target = i / self._rate
+            now = time.perf_counter() - self._start
+            if now > self._deadline_s or (self._stop is not None and self._stop.is_set()):
                 break
             if target > now:
                 await asyncio.sleep(target - now)
-            await gate.acquire()
-            task = asyncio.create_task(one(i))
+            await self._gate.acquire()
+            task = asyncio.create_task(self._request(i))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            report.sent += 1
+            self.report.sent += 1
             if now >= next_feedback:
                 next_feedback = now + 0.2
-                await send_feedback(final=False)
-        if tasks:
-            await asyncio.wait(tasks, timeout=15.0)
-        if pending_feedback:
-            wait = max(0.0, max(p[0] for p in pending_feedback) - time.perf_counter())
-            await asyncio.sleep(min(wait, feedback_delay_s or 0.0))
-            await send_feedback(final=True)
-        report.duration_s = time.perf_counter() - start
-    await pool.close()
-    return report
+                await self._send_feedback(final=False)
+        return tasks
+
+    async def _request(self, i: int) -> None:
+        sent = time.perf_counter() - self._start
+        row = i % self._rows
+        try:
+            status, raw = await self._pool.post(
+                self._path, self._bodies[row], {"X-Request-Key": f"user-{i % self._keys}"}
+            )
+        except LoopbackHTTPError:
+            self.report.failed += 1
+            return
+        finally:
+            self._gate.release()
+        latency = time.perf_counter() - self._start - sent
+        version, variant = self._tally(status, raw, row)
+        if self._keep_records:
+            self.report.records.append(ResponseRecord(sent, latency, status, version, variant))
+
+    def _tally(self, status: int, raw: bytes, row: int) -> tuple[int | None, str | None]:
+        """Count one answer; an answered request's true label is queued, due after the delay."""
+        report = self.report
+        if status != 200:
+            if status < 500:
+                report.client_errors += 1
+            else:
+                report.server_errors += 1
+            return None, None
+        body = json.loads(raw)
+        version, variant = int(body["model_version"]), str(body["variant"])
+        report.ok += 1
+        report.by_version[version] += 1
+        report.by_variant[variant] += 1
+        if self._feedback_delay_s is not None:
+            due = time.perf_counter() + self._feedback_delay_s
+            self._pending.append((due, body["request_id"], self._labels[row]))
+        return version, variant
+
+    async def _send_feedback(self, *, final: bool) -> None:
+        """Send the labels that are due (all of them if ``final``); a failed send is dropped."""
+        now = time.perf_counter()
+        due = [p for p in self._pending if final or p[0] <= now]
+        if not due:
+            return
+        self._pending[:] = [p for p in self._pending if not (final or p[0] <= now)]
+        items = [{"request_id": rid, "labels": [label]} for _, rid, label in due]
+        try:
+            await self._client.post(f"/v1/models/{self._model}:feedback", json={"feedback": items})
+            self.report.feedback_sent += len(items)
+        except httpx.HTTPError:
+            pass
+
+    async def _flush_feedback(self) -> None:
+        """Wait for the last labels to fall due (at most one delay), then send them all."""
+        if not self._pending:
+            return
+        wait = max(0.0, max(p[0] for p in self._pending) - time.perf_counter())
+        await asyncio.sleep(min(wait, self._feedback_delay_s or 0.0))
+        await self._send_feedback(final=True)
 
 
 def drive_traffic(
@@ -215,8 +245,10 @@ def drive_traffic(
     instances, labels = rows or traffic_rows(
         min(total, 50_000), scenario=scenario, seed=seed, label=label
     )
-    return asyncio.run(
-        _drive(
+
+    async def drive() -> TrafficReport:
+        # Built inside the loop that runs it: its semaphores and connections belong to it.
+        driver = _Driver(
             base_url.rstrip("/"),
             model,
             instances,
@@ -230,4 +262,6 @@ def drive_traffic(
             keep_records=keep_records,
             stop=stop,
         )
-    )
+        return await driver.run()
+
+    return asyncio.run(drive())

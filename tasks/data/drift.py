@@ -41,9 +41,7 @@ if TYPE_CHECKING:
     from registry.store import Registry
 
 __all__ = [
-    "ColumnDrift",
     "DriftPolicy",
-    "DriftResult",
     "detect_drift",
     "record_drift",
     "sample_frame",

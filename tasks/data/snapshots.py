@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tasks.data.sources import DatasetSource, load_frame, read_table_bytes
+from tasks.data.sources import read_table_bytes
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -27,10 +27,8 @@ __all__ = [
     "PARQUET_MEDIA_TYPE",
     "ROW_GROUP_ROWS",
     "ZSTD_LEVEL",
-    "DatasetSource",
     "Snapshot",
     "frame_schema",
-    "load_frame",
     "read_snapshot",
     "take_snapshot",
     "to_parquet_bytes",

@@ -31,15 +31,13 @@ import pandas as pd
 from expectations import suite_path
 from registry.errors import ConfigError, DataValidationError
 from tasks.artifacts import artifact_key, publish_table
-from tasks.data.validation_result import CheckResult, ValidationResult, check_from_gx
+from tasks.data.validation_result import ValidationResult, check_from_gx
 
 if TYPE_CHECKING:
     from registry.records import ArtifactRecord
     from registry.store import Registry
 
 __all__ = [
-    "CheckResult",
-    "ValidationResult",
     "dtype_family",
     "load_suite",
     "record_validation",

@@ -18,24 +18,24 @@ The decision goes to the event log (``gate.decision``), a rejected candidate's s
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.bootstrap import paired_bootstrap
 from models.metrics import compute_metrics, metric_spec
 from registry.errors import ConfigError
 from tasks.artifacts import artifact_key, publish_markdown, publish_table
-from tasks.gate.model_card import Check, GateDecision, SliceResult, render_model_card
+from tasks.gate.checks import ChampionComparison, compare_with_champion, floor_check, latency_check
+from tasks.gate.model_card import Check, GateDecision, render_model_card
 
 if TYPE_CHECKING:
     from models.bundle import ModelBundle
     from registry.store import Registry
 
-__all__ = ["Check", "GateDecision", "GateRules", "SliceResult", "evaluate_candidate"]
+__all__ = ["GateRules", "evaluate_candidate"]
 
 MetricName = Literal["roc_auc", "log_loss", "accuracy", "f1", "rmse", "mae"]
 _DEFAULT_METRIC = {"binary": "roc_auc", "regression": "rmse"}
@@ -93,115 +93,92 @@ def evaluate_candidate(
 
     ``against`` is an alias name, a version number, or None for no comparison.
     """
-    from models.bundle import load_bundle
-
     if isinstance(holdout, str):
         from tasks.data.snapshots import read_snapshot
 
         holdout_digest, holdout = holdout, read_snapshot(registry, holdout)
-    digest = holdout_digest or "unregistered"
-    candidate_rec = registry.catalog.get_model_version(model, candidate_version)
-    candidate = load_bundle(registry.get_bytes, candidate_rec.bundle_digest)
+    candidate = _load_version(registry, model, candidate_version)
     champion_version = _champion_version(registry, model, against)
     if champion_version == candidate_version:
         champion_version = None  # a model is not compared with itself
     champion = (
-        load_bundle(
-            registry.get_bytes,
-            registry.catalog.get_model_version(model, champion_version).bundle_digest,
-        )
-        if champion_version is not None
-        else None
+        _load_version(registry, model, champion_version) if champion_version is not None else None
     )
+    evidence = _judge(candidate, champion, holdout, rules)
+    boot = evidence.comparison.bootstrap if evidence.comparison is not None else None
+    decision = GateDecision(
+        model=model,
+        candidate_version=candidate_version,
+        champion_version=champion_version,
+        candidate_digest=candidate.digest,
+        holdout_digest=holdout_digest or "unregistered",
+        holdout_rows=len(holdout),
+        task=candidate.task,
+        metric=evidence.metric,
+        higher_is_better=metric_spec(evidence.metric).higher_is_better,
+        candidate_metrics=evidence.candidate_metrics,
+        champion_metrics=evidence.comparison.metrics if evidence.comparison else None,
+        difference=None if boot is None else boot.difference,
+        ci_low=None if boot is None else boot.low,
+        ci_high=None if boot is None else boot.high,
+        confidence=rules.confidence,
+        resamples=rules.bootstrap_resamples,
+        slices=tuple(evidence.comparison.slices) if evidence.comparison else (),
+        latency_p95_ms=evidence.latency_ms,
+        checks=tuple(evidence.checks),
+        rules=rules.model_dump(mode="json"),
+    )
+    return _record(registry, decision, actor) if record else decision
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What the rules found: the candidate's numbers, the comparison, the latency, the checks."""
+
+    metric: str
+    candidate_metrics: dict[str, float]
+    comparison: ChampionComparison | None
+    latency_ms: float | None
+    checks: list[Check]
+
+
+def _judge(
+    candidate: ModelBundle,
+    champion: ModelBundle | None,
+    holdout: pd.DataFrame,
+    rules: GateRules,
+) -> _Evidence:
+    """Apply the rules in order: floor, then (with a champion) bootstrap and slices, then
+    latency. A first model has no champion, so only the absolute rules apply to it."""
     metric = rules.metric_for(candidate.task)
-    spec = metric_spec(metric)
     if candidate.target not in holdout.columns:
         raise ConfigError(f"holdout has no target column {candidate.target!r}")
     y = holdout[candidate.target].to_numpy(dtype=np.float64)
     cand_pred = candidate.predict(holdout)
     cand_metrics = compute_metrics(candidate.task, y, cand_pred)
     checks: list[Check] = []
-    value = cand_metrics.get(metric, float("nan"))  # compute_metrics leaves out NaN (e.g. AUC)
     if rules.floor is not None:
-        ok = value >= rules.floor if spec.higher_is_better else value <= rules.floor
-        bound = "at least" if spec.higher_is_better else "at most"
-        checks.append(
-            Check("floor", bool(ok), f"{metric} {value:.4f} must be {bound} {rules.floor:.4f}")
-        )
-    champ_metrics: dict[str, float] | None = None
-    boot = None
-    slices: list[SliceResult] = []
+        # compute_metrics leaves out NaN (e.g. AUC on one class); NaN then fails the floor.
+        value = cand_metrics.get(metric, float("nan"))
+        checks.append(floor_check(metric, value, rules.floor))
+    comparison = None
     if champion is not None:
-        champ_pred = champion.predict(holdout)
-        champ_metrics = compute_metrics(champion.task, y, champ_pred)
-        boot = paired_bootstrap(
-            metric,
-            y,
-            cand_pred,
-            champ_pred,
-            resamples=rules.bootstrap_resamples,
-            confidence=rules.confidence,
-            seed=rules.seed,
+        comparison = compare_with_champion(
+            candidate, champion, holdout, rules, metric, y, cand_pred
         )
-        ok = boot.low > -rules.max_regression
-        checks.append(
-            Check(
-                "vs_champion",
-                bool(ok),
-                f"{metric} difference {boot.difference:+.4f}, {rules.confidence:.0%} CI "
-                f"[{boot.low:+.4f}, {boot.high:+.4f}] must stay above {-rules.max_regression:+.4f}",
-            )
-        )
-        unknown = [f for f in rules.slices if f not in candidate.preprocessor.categorical]
-        if unknown:
-            raise ConfigError(f"gate.slices: {', '.join(unknown)} not a categorical feature")
-        slices = _slice_results(holdout, rules, metric, y, cand_pred, champ_pred)
-        bad = [s for s in slices if s.passed is False]
-        checks.append(
-            Check(
-                "slices",
-                not bad,
-                "no slice regressed"
-                if not bad
-                else "regressed on "
-                + ", ".join(f"{s.feature}={s.value} ({s.difference:+.4f})" for s in bad),
-            )
-        )
+        checks.extend(comparison.checks)
     latency = None
     if rules.latency_p95_ms is not None:
-        latency = _latency_p95_ms(candidate, holdout, rules.latency_samples, rules.seed)
-        checks.append(
-            Check(
-                "latency",
-                latency <= rules.latency_p95_ms,
-                f"p95 {latency:.2f} ms must be within {rules.latency_p95_ms:.2f} ms",
-            )
-        )
-    decision = GateDecision(
-        model=model,
-        candidate_version=candidate_version,
-        champion_version=champion_version,
-        candidate_digest=candidate.digest,
-        holdout_digest=digest,
-        holdout_rows=len(holdout),
-        task=candidate.task,
-        metric=metric,
-        higher_is_better=spec.higher_is_better,
-        candidate_metrics=cand_metrics,
-        champion_metrics=champ_metrics,
-        difference=None if boot is None else boot.difference,
-        ci_low=None if boot is None else boot.low,
-        ci_high=None if boot is None else boot.high,
-        confidence=rules.confidence,
-        resamples=rules.bootstrap_resamples,
-        slices=tuple(slices),
-        latency_p95_ms=latency,
-        checks=tuple(checks),
-        rules=rules.model_dump(mode="json"),
-    )
-    if record:
-        decision = _record(registry, decision, actor)
-    return decision
+        latency, check = latency_check(candidate, holdout, rules, rules.latency_p95_ms)
+        checks.append(check)
+    return _Evidence(metric, cand_metrics, comparison, latency, checks)
+
+
+def _load_version(registry: Registry, model: str, version: int) -> ModelBundle:
+    from models.bundle import load_bundle
+
+    bundle_digest = registry.catalog.get_model_version(model, version).bundle_digest
+    return load_bundle(registry.get_bytes, bundle_digest)
 
 
 def _champion_version(registry: Registry, model: str, against: str | int | None) -> int | None:
@@ -210,46 +187,6 @@ def _champion_version(registry: Registry, model: str, against: str | int | None)
     if isinstance(against, int) or str(against).isdigit():
         return int(against)
     return registry.catalog.get_alias(model, str(against))
-
-
-def _slice_results(
-    holdout: pd.DataFrame,
-    rules: GateRules,
-    metric: str,
-    y: np.ndarray,
-    cand: np.ndarray,
-    champ: np.ndarray,
-) -> list[SliceResult]:
-    spec = metric_spec(metric)
-    out: list[SliceResult] = []
-    for feature in rules.slices:
-        if feature not in holdout.columns:
-            raise ConfigError(f"gate.slices: holdout has no column {feature!r}")
-        values = holdout[feature].astype("string").fillna("<missing>").to_numpy()
-        for value in sorted(set(values)):
-            mask = values == value
-            rows = int(mask.sum())
-            c, h = spec.fn(y[mask], cand[mask]), spec.fn(y[mask], champ[mask])
-            diff = spec.sign * (c - h)
-            judged = rows >= rules.slice_min_rows and bool(np.isfinite(diff))
-            passed = (diff >= -rules.slice_max_regression) if judged else None
-            out.append(SliceResult(feature, str(value), rows, c, h, diff, passed))
-    return out
-
-
-def _latency_p95_ms(bundle: ModelBundle, holdout: pd.DataFrame, samples: int, seed: int) -> float:
-    """p95 of one-instance predictions, as the model server makes them (list of dicts)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(holdout), size=samples)
-    frame = holdout.iloc[picks][list(bundle.feature_names)]
-    instances = json.loads(frame.to_json(orient="records"))  # plain JSON types, like a request
-    bundle.predict(instances[:1])  # warm-up: first call pays for lazy initialisation
-    timings = np.empty(samples)
-    for i, inst in enumerate(instances):
-        start = time.perf_counter()
-        bundle.predict([inst])
-        timings[i] = time.perf_counter() - start
-    return float(np.percentile(timings, 95) * 1000.0)
 
 
 def _record(registry: Registry, decision: GateDecision, actor: str) -> GateDecision:

@@ -118,22 +118,37 @@ class GateDecision:
 
 def render_model_card(decision: GateDecision) -> str:
     """Markdown model card: verdict, checks, metrics, slices and the inputs that were used."""
-    d = decision
     lines = [
+        *_verdict_and_checks(decision),
+        *_metrics_section(decision),
+        *_bootstrap_note(decision),
+        *_slices_section(decision),
+        *_inputs_section(decision),
+    ]
+    return "\n".join(lines)
+
+
+def _verdict_and_checks(d: GateDecision) -> list[str]:
+    against = (
+        f" against champion v{d.champion_version}"
+        if d.champion_version is not None
+        else " (first model: judged on absolute rules only)"
+    )
+    return [
         f"# Model card: {d.model} v{d.candidate_version}",
         "",
-        f"**Verdict: {d.verdict.upper()}**"
-        + (
-            f" against champion v{d.champion_version}"
-            if d.champion_version is not None
-            else " (first model: judged on absolute rules only)"
-        ),
+        f"**Verdict: {d.verdict.upper()}**" + against,
         "",
         "## Checks",
         "",
         "| rule | passed | detail |",
         "|---|---|---|",
         *(f"| {c.name} | {'yes' if c.passed else 'no'} | {c.detail} |" for c in d.checks),
+    ]
+
+
+def _metrics_section(d: GateDecision) -> list[str]:
+    return [
         "",
         f"## Holdout metrics ({d.holdout_rows} rows)",
         "",
@@ -145,39 +160,50 @@ def render_model_card(decision: GateDecision) -> str:
             for r in d.metric_rows()
         ),
     ]
-    if d.ci_low is not None and d.ci_high is not None and d.difference is not None:
-        direction = "higher" if d.higher_is_better else "lower"
-        lines += [
-            "",
-            f"Paired bootstrap of {d.metric} ({d.resamples} resamples, {direction} is better, "
-            f"sign-adjusted): difference {d.difference:+.4f}, {d.confidence:.0%} CI "
-            f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}].",
-        ]
-    if d.slices:
-        lines += [
-            "",
-            "## Slices",
-            "",
-            "| slice | rows | candidate | champion | difference | ok |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
+
+
+def _bootstrap_note(d: GateDecision) -> list[str]:
+    """The comparison with the champion in one sentence; nothing for a first model."""
+    if d.ci_low is None or d.ci_high is None or d.difference is None:
+        return []
+    direction = "higher" if d.higher_is_better else "lower"
+    return [
+        "",
+        f"Paired bootstrap of {d.metric} ({d.resamples} resamples, {direction} is better, "
+        f"sign-adjusted): difference {d.difference:+.4f}, {d.confidence:.0%} CI "
+        f"[{d.ci_low:+.4f}, {d.ci_high:+.4f}].",
+    ]
+
+
+def _slices_section(d: GateDecision) -> list[str]:
+    if not d.slices:
+        return []
+    return [
+        "",
+        "## Slices",
+        "",
+        "| slice | rows | candidate | champion | difference | ok |",
+        "|---|---|---|---|---|---|",
+        *(
             f"| {s.feature}={s.value} | {s.rows} | {_num(s.candidate)} | {_num(s.champion)} | "
             f"{_num(s.difference)} | {'-' if s.passed is None else ('yes' if s.passed else 'no')} |"
             for s in d.slices
-        ]
-    lines += [
+        ),
+    ]
+
+
+def _inputs_section(d: GateDecision) -> list[str]:
+    latency = "not measured" if d.latency_p95_ms is None else f"{d.latency_p95_ms:.2f} ms"
+    return [
         "",
         "## Inputs",
         "",
         f"- bundle: `{d.candidate_digest}`",
         f"- holdout snapshot: `{d.holdout_digest}`",
-        f"- gate metric: {d.metric}; latency p95: "
-        + ("not measured" if d.latency_p95_ms is None else f"{d.latency_p95_ms:.2f} ms"),
+        f"- gate metric: {d.metric}; latency p95: {latency}",
         f"- rules: `{_rules(d.rules)}`",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _num(value: float | None) -> str:

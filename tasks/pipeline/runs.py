@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from tasks.data.drift_result import DriftResult
     from tasks.data.snapshots import Snapshot
     from tasks.gate.model_card import GateDecision
-    from tasks.release.canary import CanaryOutcome
+    from tasks.release.policy import CanaryOutcome
     from tasks.training.fit import TrainResult
 
 __all__ = [

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tasks.data.drift import DriftPolicy, DriftResult, detect_drift, record_drift
+from tasks.data.drift import DriftPolicy, detect_drift, record_drift
+from tasks.data.drift_result import DriftResult
 from tasks.data.holdout import split_holdout
 from tasks.data.snapshots import Snapshot, read_snapshot, take_snapshot
-from tasks.data.validation import ValidationResult, validate_and_record
+from tasks.data.validation import validate_and_record
+from tasks.data.validation_result import ValidationResult
 from tasks.gate.evaluate import evaluate_candidate
 from tasks.pipeline.runs import frozen_holdout
 from tasks.training.fit import train_model

@@ -3,7 +3,8 @@
 Every change goes through the registry (compare-and-swap on aliases, the event log), so the
 model server follows it within a poll interval. A release holds the model's release lock for
 its whole life; whatever ends it early (a failed analysis, an exception, a cancel) clears the
-canary in ``finally``, and ``repair_releases`` covers a process that died outright.
+canary in ``finally``, and ``repair_releases`` covers a process that died outright. This
+module starts and settles a release; ``tasks.release.canary_run`` steps, judges and watches it.
 """
 
 from __future__ import annotations
@@ -12,249 +13,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from registry.errors import ConfigError, MetricsUnavailableError
-from registry.release import (
-    CANARY_ALIAS,
-    CHAMPION_ALIAS,
-    ReleaseLease,
-    acquire_release_lock,
-    clear_canary,
-    publish_weight,
-    repair_releases,
-)
-from tasks.artifacts import ProgressReporter, artifact_key, publish_table
-from tasks.release.analysis import StepAnalysis, analyse_window
-from tasks.release.metric_sources import MetricsSnapshot, MetricsSource, VersionCounters
+from registry.errors import ConfigError
+from registry.release import CANARY_ALIAS, CHAMPION_ALIAS, acquire_release_lock, repair_releases
+from tasks.release.canary_run import CanaryRun, Unjudgeable
+from tasks.release.metric_sources import MetricsSource
 from tasks.release.policy import CanaryOutcome, CanaryPolicy, StepRecord
-from tasks.release.rollback import rollback
 
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["CanaryOutcome", "CanaryPolicy", "StepRecord", "run_canary"]
-
-
-class _Unjudgeable(Exception):
-    """The metrics source stayed unreadable past the policy's ``error_limit``."""
-
-
-class _Release:
-    """One running release: its registry handles, outcome and artifacts."""
-
-    lease: ReleaseLease  # taken by run_canary right after construction
-    baseline: VersionCounters = VersionCounters()  # the champion's counters over the steps
-
-    def __init__(
-        self,
-        registry: Registry,
-        outcome: CanaryOutcome,
-        policy: CanaryPolicy,
-        metrics: MetricsSource,
-        actor: str,
-        sleep: Callable[[float], None],
-        on_step: Callable[[StepRecord], None] | None = None,
-    ) -> None:
-        self.on_step = on_step
-        self.registry, self.catalog = registry, registry.catalog
-        self.outcome, self.policy, self.metrics = outcome, policy, metrics
-        self.actor, self.sleep = actor, sleep
-        self.model, self.version = outcome.model, outcome.version
-        self.champion = outcome.previous_champion
-        self.key = artifact_key("canary", self.model)
-        self.progress = ProgressReporter(
-            artifact_key("canary-progress", self.model), f"canary of {self.model} v{self.version}"
-        )
-
-    def snapshot(self) -> MetricsSnapshot:
-        """Counters now; unreadable metrics are retried ``error_limit`` times, then judged."""
-        errors = 0
-        while True:
-            try:
-                return self.metrics.snapshot(self.model)
-            except MetricsUnavailableError as exc:
-                errors += 1
-                if errors > self.policy.error_limit:
-                    raise _Unjudgeable(
-                        f"metrics unavailable {errors} times in a row: {exc}"
-                    ) from exc
-                self.sleep(min(self.policy.interval_s, 1.0))
-
-    def wait_applied(self, weight: float) -> MetricsSnapshot:
-        """Wait until the server routes ``weight`` to the canary (sources that can tell, for at
-        most ``settle_timeout_s``); the last snapshot, where the step's first window begins."""
-        deadline = time.monotonic() + self.policy.settle_timeout_s
-        while True:
-            snapshot = self.snapshot()
-            routing = snapshot.routing
-            applied = routing is None or (
-                routing.get("canary") == self.version and abs(routing["weight"] - weight) < 1e-6
-            )
-            if applied or time.monotonic() >= deadline:
-                return snapshot
-            self.sleep(min(0.05, self.policy.interval_s / 4))
-
-    def measure(
-        self, start: MetricsSnapshot, before: MetricsSnapshot, step: int, weight: float
-    ) -> tuple[StepRecord, MetricsSnapshot]:
-        """One window from ``before``: wait an interval, snapshot, judge; windows abut."""
-        self.sleep(max(0.0, self.policy.interval_s - (time.monotonic() - before.taken_at)))
-        after = self.snapshot()
-        assert self.champion is not None
-        analysis = analyse_window(
-            after.since(before, self.version),
-            after.since(before, self.champion),
-            self.policy.limits,
-            min_requests=self.policy.min_requests,
-            champion_baseline=after.since(start, self.champion),
-        )
-        if self.version in after.load_errors:
-            reason = f"canary failed to load on the server: {after.load_errors[self.version]}"
-            analysis = StepAnalysis("failure", analysis.checks, 0, 0, [reason])
-        elif self.catalog.get_alias(self.model, CANARY_ALIAS) != self.version:
-            analysis = StepAnalysis("failure", [], 0, 0, ["canary alias changed outside"])
-        record = StepRecord(step, weight, analysis, after.taken_at - before.taken_at)
-        self.record(record)
-        return record, after
-
-    def record(self, record: StepRecord) -> None:
-        self.outcome.steps.append(record)
-        if self.on_step is not None:
-            self.on_step(record)
-        self.catalog.append_event(
-            "canary.step",
-            model=self.model,
-            versions=[v for v in (self.champion, self.version) if v is not None],
-            reason="; ".join(record.analysis.reasons) or record.analysis.verdict,
-            actor=self.actor,
-            payload=record.row(),
-        )
-        publish_table(
-            self.key,
-            [s.row() for s in self.outcome.steps],
-            f"canary analysis of {self.model} v{self.version}",
-        )
-
-    def run_steps(self) -> bool:
-        """All steps; True when the canary passed every one."""
-        start = self.snapshot()
-        failures = 0
-        steps = self.policy.steps
-        for number, weight in enumerate(steps, start=1):
-            publish_weight(
-                self.catalog,
-                self.model,
-                self.version,
-                weight,
-                shadow=self.policy.shadow,
-                actor=self.actor,
-                reason=f"canary step {number}/{len(steps)}: {weight:g}%",
-            )
-            before = self.wait_applied(weight)
-            inconclusive = 0
-            while True:
-                self.lease.renew()
-                record, before = self.measure(start, before, number, weight)
-                verdict = record.analysis.verdict
-                if verdict == "success":
-                    break
-                if verdict == "failure":
-                    failures += 1
-                    if failures > self.policy.failure_limit:
-                        self.outcome.reason = "; ".join(record.analysis.reasons)
-                        return False
-                else:
-                    inconclusive += 1
-                    if inconclusive > self.policy.inconclusive_limit:
-                        self.outcome.reason = (
-                            f"step {number} stayed inconclusive for {inconclusive} windows "
-                            f"(canary saw {record.analysis.canary_requests} requests, "
-                            f"needs {self.policy.min_requests})"
-                        )
-                        return False
-            self.progress.update(number / len(steps))
-        self.baseline = before.since(start, self.champion or 0)  # the last window's end
-        return True
-
-    def promote(self) -> None:
-        """Champion := canary by compare-and-swap, then clear the canary."""
-        reason = f"canary passed {len(self.policy.steps)} steps"
-        self.catalog.set_alias(
-            self.model,
-            CHAMPION_ALIAS,
-            self.version,
-            expected=self.champion,
-            reason=reason,
-            actor=self.actor,
-        )
-        clear_canary(self.catalog, self.model, reason=reason, actor=self.actor)
-        self.catalog.set_status(
-            self.model, self.version, "champion", reason=reason, actor=self.actor
-        )
-        if self.champion is not None:
-            self.catalog.set_status(
-                self.model, self.champion, "retired", reason=f"replaced by v{self.version}",
-                actor=self.actor,
-            )  # fmt: skip
-        self.catalog.append_event(
-            "canary.promoted",
-            model=self.model,
-            versions=[v for v in (self.champion, self.version) if v is not None],
-            reason=reason,
-            actor=self.actor,
-            payload={"from": self.champion, "to": self.version, "steps": len(self.outcome.steps)},
-        )
-        self.outcome.status = "promoted"
-        self.outcome.reason = reason
-
-    def abort(self, reason: str) -> None:
-        """Canary out, champion at 100%, candidate rejected."""
-        clear_canary(self.catalog, self.model, reason=f"canary aborted: {reason}", actor=self.actor)
-        self.catalog.append_event(
-            "canary.aborted",
-            model=self.model,
-            versions=[v for v in (self.champion, self.version) if v is not None],
-            reason=reason,
-            actor=self.actor,
-            payload={"steps": [s.row() for s in self.outcome.steps]},
-        )
-        self.catalog.set_status(
-            self.model, self.version, "rejected", reason=f"canary aborted: {reason}",
-            actor=self.actor,
-        )  # fmt: skip
-        self.outcome.status = "aborted"
-        self.outcome.reason = reason
-
-    def watch(self) -> None:
-        """After promotion: the new champion must keep within limits, else roll back."""
-        limits, previous = self.policy.limits, self.champion
-        if not self.policy.watch_windows:
-            return
-        try:
-            before = self.snapshot()
-            for window in range(1, self.policy.watch_windows + 1):
-                self.lease.renew()
-                self.sleep(max(0.0, self.policy.interval_s - (time.monotonic() - before.taken_at)))
-                after = self.snapshot()
-                analysis = analyse_window(
-                    after.since(before, self.version),
-                    self.baseline,
-                    limits,
-                    min_requests=self.policy.min_requests,
-                )
-                elapsed = after.taken_at - before.taken_at
-                before = after
-                self.record(StepRecord(window, 100.0, analysis, elapsed, phase="watch"))
-                if analysis.verdict == "failure" and previous is not None:
-                    reason = "watch window: " + "; ".join(analysis.reasons)
-                    rollback(
-                        self.registry, self.model, previous, reason=reason,
-                        actor=self.actor,
-                    )  # fmt: skip
-                    self.outcome.status = "rolled_back"
-                    self.outcome.reason = reason
-                    return
-        except _Unjudgeable as exc:  # promoted stays promoted; say the watch was cut short
-            self.outcome.reason += f"; watch ended early: {exc}"
+__all__ = ["run_canary"]
 
 
 def run_canary(
@@ -266,6 +34,7 @@ def run_canary(
     *,
     actor: str = "canary",
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
     on_step: Callable[[StepRecord], None] | None = None,
 ) -> CanaryOutcome:
     """Release ``model`` ``version`` through ``policy.steps``; promote it or abort it.
@@ -273,6 +42,9 @@ def run_canary(
     Raises ``ReleaseLockedError`` when another release of the model is running. With no
     champion yet, the version is promoted directly (nothing to compare it with).
     ``on_step`` sees every analysis window as it is recorded (CLI progress).
+    ``sleep`` waits between snapshots and ``clock`` measures windows; ``clock`` must be the
+    timeline the source stamps ``MetricsSnapshot.taken_at`` on (``time.monotonic`` for the
+    real sources; ``retrain.testing.ManualClock`` with a ``ScriptedMetricsSource`` in tests).
     """
     catalog = registry.catalog
     repair_releases(catalog, [model], actor=actor)
@@ -280,8 +52,8 @@ def run_canary(
     champion = catalog.get_alias(model, CHAMPION_ALIAS)
     if champion == version:
         raise ConfigError(f"{model} v{version} is already the champion; nothing to release")
-    outcome = CanaryOutcome(model, version, champion)
-    release = _Release(registry, outcome, policy, metrics, actor, sleep, on_step)
+    outcome = CanaryOutcome(model, version, champion, started_at=clock())
+    release = CanaryRun(registry, outcome, policy, metrics, actor, sleep, clock, on_step)
     release.lease = acquire_release_lock(
         catalog, model, version, ttl_s=policy.lease_ttl(), actor=actor
     )
@@ -296,7 +68,7 @@ def run_canary(
         )
         try:
             passed = release.run_steps()
-        except _Unjudgeable as exc:  # cannot judge the canary, so it does not stay
+        except Unjudgeable as exc:  # cannot judge the canary, so it does not stay
             outcome.reason, passed = str(exc), False
         if not passed:
             release.abort(outcome.reason)
@@ -312,4 +84,4 @@ def run_canary(
                 release.abort("release interrupted before it finished")
         finally:
             release.lease.release()
-            outcome.ended_at = time.monotonic()
+            outcome.ended_at = clock()

@@ -18,7 +18,6 @@ from registry.errors import ConfigError, MetricsUnavailableError
 __all__ = [
     "MetricsSnapshot",
     "MetricsSource",
-    "MetricsUnavailableError",
     "PrometheusSource",
     "ServerStatsSource",
     "VersionCounters",

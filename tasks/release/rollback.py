@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from registry.champions import previous_champion
 from registry.errors import ConfigError
-from registry.release import CHAMPION_ALIAS, clear_canary, previous_champion
+from registry.release import CHAMPION_ALIAS, clear_canary
 
 if TYPE_CHECKING:
     from registry.store import Registry

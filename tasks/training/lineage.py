@@ -16,7 +16,13 @@ __all__ = ["code_lineage", "frame_digest", "inputs_digest"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 # The code that decides what a trained model is: the model package and the training task.
-_CODE_FILES = ("models/*.py", "tasks/training/fit.py")
+_CODE_FILES = (
+    "models/*.py",
+    "tasks/training/fit.py",
+    "tasks/training/prepare.py",
+    "tasks/training/loop.py",
+    "tasks/training/bundling.py",
+)
 
 
 def frame_digest(frame: pd.DataFrame) -> str:

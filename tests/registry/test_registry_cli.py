@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.blobstore import LocalBlobStore
+from registry.localstore import LocalBlobStore
 from registry.store import Registry
 from retrain.config.settings import Settings
 from retrain.config.wiring import build_registry

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from registry.blobstore import LocalBlobStore
 from registry.hashing import digest_bytes
+from registry.localstore import LocalBlobStore
 from registry.store import Registry
 
 RunTogether = Callable[[list[list[str]]], list[dict[str, Any]]]

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from registry.blobstore import LocalBlobStore
 from registry.errors import (
     BlobNotFoundError,
     CorruptBlobError,
@@ -24,6 +23,7 @@ from registry.errors import (
     InvalidDigestError,
 )
 from registry.hashing import blob_key, digest_bytes, parse_digest
+from registry.localstore import LocalBlobStore
 from registry.store import Registry
 
 WORKERS = Path(__file__).with_name("registry_workers.py")

@@ -17,9 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from registry.blobstore import StoredBlob, open_blob_store
+from registry.blobstore import open_blob_store
 from registry.errors import BlobNotFoundError, CorruptBlobError, StoreUnavailableError
 from registry.hashing import digest_bytes
+from registry.records import StoredBlob
 from registry.s3store import S3BlobStore
 from registry.store import Registry
 

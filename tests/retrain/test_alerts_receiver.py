@@ -1,13 +1,21 @@
-"""The alert receiver as a sender sees it: auth, limits, dedup, one retrain per cooldown."""
+"""The alert receiver as a sender sees it: auth, limits, dedup, one retrain per cooldown.
+
+Requests go through Starlette's in-process client; the dispatcher's thread is stopped once the
+app has started, so a test decides what was stored with ``AlertDispatcher.run_pending`` on a
+``ManualClock``, and cooldowns pass by advancing it. The ``realtime`` tests leave the dispatcher
+thread running and wait for it.
+"""
 
 from __future__ import annotations
 
 import time
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+from starlette.applications import Starlette
 
 with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client; httpx works
     warnings.simplefilter("ignore")
@@ -15,8 +23,12 @@ with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client;
 
 from registry.errors import LaunchError
 from registry.store import Registry
+from retrain.alerts.auth import sign_body
+from retrain.alerts.dispatch import AlertDispatcher
 from retrain.alerts.launchers import RecordingLauncher
-from retrain.alerts.receiver import MAX_BODY_BYTES, create_app, sign_body
+from retrain.alerts.receiver import MAX_BODY_BYTES, create_app
+from retrain.config.spec_store import list_registered_pipelines
+from retrain.testing import ManualClock
 
 SECRET = "hmac-secret"
 
@@ -27,12 +39,28 @@ def launcher() -> RecordingLauncher:
 
 
 @pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@contextmanager
+def _started(app: Starlette) -> Iterator[TestClient]:
+    """The app started in process, its dispatcher thread stopped: decisions wait for
+    ``_decide``."""
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        _dispatcher(test_client).stop()
+        yield test_client
+
+
+@pytest.fixture
 def client(
-    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace, clock: ManualClock
 ) -> Iterator[TestClient]:
     kit.register_models(registry, ["loan-default", "churn"])
-    app = create_app(registry, launcher, token=kit.token, hmac_secret=SECRET, models_ttl_s=0)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    app = create_app(
+        registry, launcher, token=kit.token, hmac_secret=SECRET, models_ttl_s=0, clock=clock.time
+    )
+    with _started(app) as test_client:
         yield test_client
 
 
@@ -40,8 +68,21 @@ def _bearer(kit: SimpleNamespace) -> dict[str, str]:
     return {"Authorization": f"Bearer {kit.token}", "Content-Type": "application/json"}
 
 
-def _drain(client: TestClient) -> None:
-    assert client.app.state.dispatcher.drain(timeout_s=20)  # type: ignore[attr-defined]
+def _dispatcher(client: TestClient) -> AlertDispatcher:
+    dispatcher: AlertDispatcher = client.app.state.dispatcher  # type: ignore[attr-defined]
+    return dispatcher
+
+
+def _decide(client: TestClient) -> int:
+    """Decide everything the receiver stored so far, here and now; how many alerts."""
+    return _dispatcher(client).run_pending()
+
+
+def _dispatcher_for(
+    registry: Registry, launcher: RecordingLauncher, clock: ManualClock
+) -> AlertDispatcher:
+    models = {p.name: p for p in list_registered_pipelines(registry)}
+    return AlertDispatcher(registry, launcher, lambda: models, clock=clock.time)
 
 
 def test_signed_alert_is_accepted_and_starts_a_retrain(
@@ -50,7 +91,8 @@ def test_signed_alert_is_accepted_and_starts_a_retrain(
     body = kit.generic_body("loan-default")
     response = client.post("/alerts/generic", content=body, headers=sign_body(SECRET, body))
     assert response.status_code == 202
-    _drain(client)
+    assert launcher.calls == []  # acknowledged before anything is decided
+    assert _decide(client) == 1
     assert [call[0] for call in launcher.calls] == ["loan-default"]
 
 
@@ -157,23 +199,23 @@ def test_hundred_repeats_of_one_alert_start_one_run(
     ]
     assert {a.status_code for a in answers} == {202}
     assert sum(not a.json()["alerts"][0]["duplicate"] for a in answers) == 1
-    _drain(client)
+    assert _decide(client) == 1  # the repeats were stored once, so decided once
     assert len(launcher.calls) == 1
     assert len(registry.catalog.events("loan-default", kinds=["retrain.requested"])) == 1
 
 
 def test_storm_over_ten_models_starts_at_most_one_run_per_model(
-    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace, clock: ManualClock
 ) -> None:
     models = [f"model-{i}" for i in range(10)]
     kit.register_models(registry, models)
-    app = create_app(registry, launcher, token=kit.token)
-    with TestClient(app) as client:
+    app = create_app(registry, launcher, token=kit.token, clock=clock.time)
+    with _started(app) as client:
         for i in range(1000):
             body = kit.alertmanager_body(models[i % 10], fingerprint=f"fp-{i}")
             response = client.post("/alerts/alertmanager", content=body, headers=_bearer(kit))
             assert response.status_code == 202
-        _drain(client)
+        assert _decide(client) == 1000
     started = [call[0] for call in launcher.calls]
     assert sorted(started) == models
     states = [a.state for a in registry.catalog.pending_alerts()]
@@ -190,24 +232,15 @@ def test_resolved_and_unknown_model_alerts_start_nothing(
     answer = client.post("/alerts/generic", content=unknown, headers=_bearer(kit))
     assert answer.status_code == 202
     assert answer.json()["unknown_models"] == ["no-such-model"]
-    _drain(client)
+    assert _decide(client) == 2
     assert launcher.calls == []
 
 
 def test_alerts_fold_into_the_run_in_flight_until_the_cooldown_ends(
-    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace, clock: ManualClock
 ) -> None:
-    from retrain.alerts.dispatch import AlertDispatcher
-    from retrain.config.spec_store import list_registered_pipelines
-
     kit.register_models(registry, ["loan-default"], cooldown_minutes=10)
-    now = [time.time()]
-    dispatcher = AlertDispatcher(
-        registry,
-        launcher,
-        lambda: {p.name: p for p in list_registered_pipelines(registry)},
-        clock=lambda: now[0],
-    )
+    dispatcher = _dispatcher_for(registry, launcher, clock)
 
     def alert(key: str) -> str:
         record, _ = registry.catalog.add_alert(
@@ -217,15 +250,20 @@ def test_alerts_fold_into_the_run_in_flight_until_the_cooldown_ends(
 
     assert alert("a") == "submitted"
     assert alert("b") == "folded"
-    now[0] += 11 * 60
+    clock.advance(9 * 60)
+    assert alert("b2") == "folded"  # still inside the cooldown
+    clock.advance(2 * 60)
     launcher.running.add("run-1")  # the first retrain is still running: fold into it
     assert alert("c") == "folded"
     launcher.running.clear()
-    now[0] += 10  # past the "is it running" cache
+    clock.advance(4)
+    assert alert("c2") == "folded"  # "is it running" is cached for 5 s
+    clock.advance(6)  # past the "is it running" cache
     assert alert("d") == "submitted"
     assert len(launcher.calls) == 2
 
 
+@pytest.mark.realtime
 def test_sweeper_submits_alerts_left_received_by_a_crash(
     registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
 ) -> None:
@@ -234,8 +272,8 @@ def test_sweeper_submits_alerts_left_received_by_a_crash(
         "left-behind", source="generic", model="loan-default", status="firing", payload={}
     )
     app = create_app(registry, launcher, token=kit.token)
-    with TestClient(app) as client:  # starting up sweeps the inbox
-        _drain(client)
+    with TestClient(app) as client:  # starting up sweeps the inbox, on the dispatcher thread
+        assert _dispatcher(client).drain(timeout_s=20)
     assert [call[0] for call in launcher.calls] == ["loan-default"]
     assert registry.catalog.pending_alerts() == []
 
@@ -243,9 +281,6 @@ def test_sweeper_submits_alerts_left_received_by_a_crash(
 def test_failed_launch_leaves_the_alert_for_the_sweeper(
     registry: Registry, kit: SimpleNamespace
 ) -> None:
-    from retrain.alerts.dispatch import AlertDispatcher
-    from retrain.config.spec_store import list_registered_pipelines
-
     class Down(RecordingLauncher):
         def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
             raise LaunchError("Prefect API unreachable")
@@ -260,9 +295,7 @@ def test_failed_launch_leaves_the_alert_for_the_sweeper(
     up = RecordingLauncher()
     retry = AlertDispatcher(registry, up, lambda: models)
     assert retry.sweep() == 1
-    retry.start()
-    assert retry.drain(timeout_s=10)
-    retry.stop()
+    assert retry.run_pending() == 1
     assert len(up.calls) == 1
     assert registry.catalog.pending_alerts() == []
 
@@ -290,5 +323,47 @@ def test_grafana_and_evidently_alerts_start_one_retrain_each(
         answer = client.post("/alerts/evidently", json=report, headers=_bearer(kit))
         assert answer.status_code == 202
     assert answer.json()["alerts"][0]["duplicate"] is True
-    _drain(client)
+    assert _decide(client) == 2
     assert sorted(call[0] for call in launcher.calls) == ["churn", "loan-default"]
+
+
+def test_after_a_failed_launch_prefect_gets_retry_after_s_before_the_next_try(
+    registry: Registry, kit: SimpleNamespace, clock: ManualClock
+) -> None:
+    class DownOnce(RecordingLauncher):
+        tries = 0
+
+        def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
+            self.tries += 1
+            if self.tries == 1:
+                raise LaunchError("Prefect API unreachable")
+            return super().start_retrain(model, idempotency_key=idempotency_key, reason=reason)
+
+    kit.register_models(registry, ["loan-default"])
+    launcher = DownOnce()
+    dispatcher = _dispatcher_for(registry, launcher, clock)  # retry_after_s: 15 s
+    record, _ = registry.catalog.add_alert(
+        "k", source="generic", model="loan-default", status="firing", payload={}
+    )
+    assert dispatcher.decide(record) == "received"
+    clock.advance(14.5)
+    assert dispatcher.decide(record) == "received" and launcher.tries == 1  # not asked again
+    clock.advance(0.5)
+    assert dispatcher.decide(record) == "submitted" and launcher.tries == 2
+    assert registry.catalog.pending_alerts() == []
+
+
+@pytest.mark.realtime
+def test_the_running_receiver_decides_on_its_own_thread(
+    registry: Registry, launcher: RecordingLauncher, kit: SimpleNamespace
+) -> None:
+    kit.register_models(registry, ["loan-default", "churn"])
+    app = create_app(registry, launcher, token=kit.token, hmac_secret=SECRET)
+    with TestClient(app) as client:
+        for model in ("loan-default", "churn", "loan-default"):
+            body = kit.generic_body(model, key=f"{model}-drift")
+            response = client.post("/alerts/generic", content=body, headers=sign_body(SECRET, body))
+            assert response.status_code == 202
+        assert _dispatcher(client).drain(timeout_s=20)
+    assert sorted(call[0] for call in launcher.calls) == ["churn", "loan-default"]
+    assert registry.catalog.pending_alerts() == []

@@ -50,6 +50,7 @@ def test_digest_follows_meaning_not_formatting() -> None:
         ("name: loan-default", "name: Loan Default", "name: use 2-48 lowercase letters"),
         ("task: binary", "task: binary\ntask: regression", "duplicate key 'task'"),
         ("features:\n", "features: [\n", "YAML syntax error at line"),
+        ("  contract: loans", "  # contract: loans", "dataset.contract: required field is missing"),
     ],
 )
 def test_a_mistake_gets_one_line_naming_the_field(old: str, new: str, expected: str) -> None:
@@ -60,6 +61,26 @@ def test_a_mistake_gets_one_line_naming_the_field(old: str, new: str, expected: 
     assert "\n" not in message
     assert message.startswith("spec loan-default.yaml: ")
     assert expected in message, message
+
+
+def test_drift_and_the_plan_follow_the_spec() -> None:
+    spec = parse_spec(LOAN)
+    # Drift compares the spec's features and reports its target: never other data columns.
+    assert spec.drift.columns == spec.features.all
+    assert spec.drift.target == "default"
+    own = parse_spec(LOAN.replace("drift_share: 0.3", "drift_share: 0.3\n  columns: [age]"))
+    assert own.drift.columns == ["age"] and own.drift.target == "default"
+    plan = spec.plan
+    assert plan.model == "loan-default" and plan.contract == "loans"
+    assert plan.training.target == "default" and plan.training.task == "binary"
+    assert plan.training.numeric == tuple(spec.features.numeric)
+    assert plan.training.categorical == tuple(spec.features.categorical)
+    assert (plan.training.architecture, plan.training.fitting) == (spec.model, spec.training)
+    assert (plan.gate, plan.drift, plan.canary) == (spec.gate, spec.drift, spec.canary)
+    assert plan.holdout_fraction == spec.dataset.holdout_fraction
+    assert plan.spec_digest == spec.digest
+    assert plan.with_epochs(2).training.fitting.max_epochs == 2
+    assert plan.with_epochs(None) is plan
 
 
 def test_file_problems_are_one_line(tmp_path: Path) -> None:

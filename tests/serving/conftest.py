@@ -1,8 +1,10 @@
-"""Serving fixtures: real model bundles in the registry and a live server on a loopback port."""
+"""Serving fixtures: real model bundles in the registry, the server in process on a manual
+clock (``serve_manually``), and a live server on a loopback port (``serve``, realtime tests)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
@@ -10,7 +12,8 @@ import pytest
 
 from registry.store import Registry
 from retrain.local.traffic import traffic_rows
-from retrain.testing import register_test_bundle
+from retrain.testing import ManualClock
+from retrain.testing_serving import InProcessServer, register_test_bundle, serve_in_process
 from serving.app import create_app
 from serving.faults import FaultInjector
 from serving.runner import RunningServer, start_server
@@ -50,3 +53,23 @@ def serve(registry: Registry, faults: FaultInjector) -> Iterator[Callable[..., R
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def serve_manually(
+    registry: Registry, faults: FaultInjector, clock: ManualClock
+) -> Iterator[Callable[..., InProcessServer]]:
+    """Start the real app in process on ``clock``; its follower polls only when told."""
+    with ExitStack() as stack:
+
+        def start(models: list[str] | None = None) -> InProcessServer:
+            return stack.enter_context(
+                serve_in_process(registry, models or [MODEL], clock=clock, faults=faults)
+            )
+
+        yield start

@@ -1,4 +1,8 @@
-"""Canary analysis verdicts on real server counters, and Prometheus reading the same numbers."""
+"""Canary analysis verdicts on real server counters, and Prometheus reading the same numbers.
+
+No server and no clock: ``retrain.testing.window_counters`` records each window through the
+server's own ``StatsBook``, and Prometheus is an ``httpx.MockTransport``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from retrain.testing import window_counters
 from serving.metrics import ServerCollector, render_metrics
 from serving.stats import StatsBook
 from tasks.release.analysis import CanaryLimits, analyse_window, ks_distance
@@ -20,28 +25,7 @@ from tasks.release.metric_sources import (
 )
 
 LIMITS = CanaryLimits(min_feedback=20)
-
-
-def _counters(
-    n: int,
-    *,
-    latency: float = 0.004,
-    prediction: float = 0.3,
-    errors: int = 0,
-    labels: int = 0,
-    label_value: float = 0.0,
-) -> VersionCounters:
-    """Counters of ``n`` requests as the server would record them."""
-    book = StatsBook()
-    series = book.series("loans", 1, "canary")
-    for i in range(n):
-        if i < errors:
-            series.fail(latency)
-        else:
-            series.observe(latency * (1 + (i % 10) / 20), [prediction + (i % 7) / 100])
-    for _ in range(labels):
-        series.feedback([prediction], [label_value])
-    return MetricsSnapshot.from_server_stats(book.snapshot("loans")).get(1)
+_counters = window_counters  # counters of n requests, exactly as the server records them
 
 
 def test_too_little_traffic_is_inconclusive() -> None:
@@ -58,7 +42,7 @@ def test_a_healthy_canary_succeeds() -> None:
     ("canary", "metric"),
     [
         (_counters(100, errors=5), "error_rate"),
-        (_counters(100, latency=0.204), "p95_latency_s"),
+        (_counters(100, latency_s=0.204), "p95_latency_s"),
         (_counters(100, prediction=0.7), "prediction_shift"),
         (_counters(100, labels=40, label_value=1.0), "online_loss_delta"),
     ],
@@ -80,7 +64,7 @@ def test_online_metric_waits_for_enough_labels() -> None:
 
 
 def test_champion_baseline_stands_in_at_full_canary_weight() -> None:
-    slow = _counters(100, latency=0.204)
+    slow = _counters(100, latency_s=0.204)
     result = analyse_window(
         slow, VersionCounters(), LIMITS, min_requests=20, champion_baseline=_counters(300)
     )

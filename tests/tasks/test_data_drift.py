@@ -10,14 +10,25 @@ from pydantic import ValidationError
 from registry.errors import DriftError
 from registry.store import Registry
 from tasks.data.drift import DriftPolicy, detect_drift, record_drift, sample_frame
-from tasks.data.simulator import SCENARIOS, TARGET, simulate
+from tasks.data.simulator import REGRESSION_TARGET, SCENARIOS, TARGET, simulate
+from tasks.data.sources import EVENT_TIME
 
-FULL = DriftPolicy(sample_rows=None)
+
+def loans_policy(**changes: object) -> DriftPolicy:
+    """The drift policy for the simulated loans: ``default`` is the target, every other column
+    but the time and the regression target is a feature (what a loans spec fills in)."""
+    return DriftPolicy.model_validate(
+        {"target": TARGET, "exclude": [EVENT_TIME, REGRESSION_TARGET], **changes}
+    )
+
+
+LOANS = loans_policy()
+FULL = loans_policy(sample_rows=None)
 
 
 def test_covariate_shift_is_flagged_and_stable_is_not() -> None:
     reference = simulate(4_000, seed=1)
-    shifted = detect_drift(reference, simulate(4_000, scenario="covariate_shift", seed=2))
+    shifted = detect_drift(reference, simulate(4_000, scenario="covariate_shift", seed=2), LOANS)
     assert shifted.drifted and shifted.drifted_share >= 0.3
     assert {"credit_score", "annual_income", "region"} <= set(shifted.drifted_columns)
     by_name = {c.column: c for c in shifted.columns}
@@ -25,13 +36,16 @@ def test_covariate_shift_is_flagged_and_stable_is_not() -> None:
     assert by_name["credit_score"].score is not None and by_name["credit_score"].score > 0.1
     assert shifted.target is not None and shifted.target.column == TARGET
     assert "<html" in shifted.html.lower()
-    stable = detect_drift(reference, simulate(4_000, seed=2), render=False)
+    stable = detect_drift(reference, simulate(4_000, seed=2), LOANS, render=False)
     assert not stable.drifted and stable.drifted_count == 0
 
 
 def test_missing_and_retyped_columns_count_as_drifted() -> None:
     result = detect_drift(
-        simulate(3_000, seed=1), simulate(3_000, scenario="schema_break", seed=2), render=False
+        simulate(3_000, seed=1),
+        simulate(3_000, scenario="schema_break", seed=2),
+        LOANS,
+        render=False,
     )
     kinds = {c.column: c.kind for c in result.columns if c.drifted}
     assert kinds == {
@@ -45,7 +59,7 @@ def test_target_and_prediction_drift_are_reported_separately() -> None:
     reference = simulate(4_000, seed=1).assign(prediction=0.2)
     current = simulate(4_000, scenario="concept_drift", seed=2)
     current = current.assign(prediction=current[TARGET] * 0.6 + 0.1)
-    policy = DriftPolicy(per_column_threshold={TARGET: 0.05})
+    policy = loans_policy(per_column_threshold={TARGET: 0.05})
     result = detect_drift(reference, current, policy, render=False)
     assert result.target is not None and result.target.drifted
     assert result.target.threshold == 0.05
@@ -66,7 +80,7 @@ def test_sample_is_seeded_and_bounded() -> None:
 def _verdicts_agree(rows: int, sample_rows: int, scenario: str) -> None:
     reference = simulate(rows, seed=1)
     current = simulate(rows, scenario=scenario, seed=2)
-    sampled = detect_drift(reference, current, DriftPolicy(sample_rows=sample_rows), render=False)
+    sampled = detect_drift(reference, current, loans_policy(sample_rows=sample_rows), render=False)
     full = detect_drift(reference, current, FULL, render=False)
     assert sampled.sampled_rows == (sample_rows, sample_rows)
     assert full.sampled_rows == (rows, rows)
@@ -81,12 +95,12 @@ def test_sampled_verdict_matches_full_data_fast(scenario: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_sampled_verdict_matches_full_data_on_every_scenario(scenario: str) -> None:
-    _verdicts_agree(200_000, DriftPolicy().sample_rows or 0, scenario)
+    _verdicts_agree(200_000, LOANS.sample_rows or 0, scenario)
 
 
 def test_report_is_stored_content_hashed(registry: Registry) -> None:
     result = detect_drift(
-        simulate(3_000, seed=1), simulate(3_000, scenario="covariate_shift", seed=2)
+        simulate(3_000, seed=1), simulate(3_000, scenario="covariate_shift", seed=2), LOANS
     )
     record = record_drift(registry, result, name="loans", meta={"model": "loan-default"})
     assert record.kind == "drift_report" and record.meta["drifted"] is True
@@ -100,6 +114,6 @@ def test_bad_policy_and_inputs_are_refused() -> None:
     with pytest.raises(ValidationError):
         DriftPolicy(share=0.3)  # type: ignore[call-arg]  # unknown field on purpose
     with pytest.raises(DriftError, match="rows in both"):
-        detect_drift(simulate(0), simulate(100))
+        detect_drift(simulate(0), simulate(100), LOANS)
     with pytest.raises(DriftError, match="not in the reference"):
         detect_drift(simulate(2_000), simulate(2_000), DriftPolicy(columns=["nope"]))

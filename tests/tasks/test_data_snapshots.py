@@ -11,7 +11,8 @@ import pytest
 from registry.errors import DataSourceError
 from registry.store import Registry
 from tasks.data.simulator import simulate
-from tasks.data.snapshots import load_frame, read_snapshot, take_snapshot, to_parquet_bytes
+from tasks.data.snapshots import read_snapshot, take_snapshot, to_parquet_bytes
+from tasks.data.sources import load_frame
 
 
 def test_same_seed_gives_the_same_digest(registry: Registry) -> None:

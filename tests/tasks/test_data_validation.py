@@ -14,19 +14,19 @@ from tasks.data.validation import load_suite, validate_and_record, validate_fram
 
 
 def test_stable_batch_passes_every_check() -> None:
-    result = validate_frame(simulate(5_000, seed=1))
+    result = validate_frame(simulate(5_000, seed=1), "loans")
     assert result.success and len(result.checks) == len(load_suite("loans")["expectations"])
     assert result.failures == ()
 
 
 @pytest.mark.parametrize("scenario", ["covariate_shift", "concept_drift"])
 def test_drifted_but_well_formed_batches_pass_the_contract(scenario: str) -> None:
-    assert validate_frame(simulate(5_000, scenario=scenario, seed=1)).success
+    assert validate_frame(simulate(5_000, scenario=scenario, seed=1), "loans").success
 
 
 def _failure(scenario: str) -> DataValidationError:
     with pytest.raises(DataValidationError) as exc:
-        validate_frame(simulate(5_000, scenario=scenario, seed=1))
+        validate_frame(simulate(5_000, scenario=scenario, seed=1), "loans")
     assert "\n" not in str(exc.value)
     return exc.value
 
@@ -98,8 +98,12 @@ def test_bad_expectation_arguments_and_missing_suite(tmp_path: Any) -> None:
 
 def test_result_is_stored_in_the_registry_even_when_it_fails(registry: Registry) -> None:
     with pytest.raises(DataValidationError):
-        validate_and_record(registry, simulate(3_000, scenario="nulls", seed=1), name="loans")
-    validate_and_record(registry, simulate(3_000, seed=1), name="loans", dataset_digest=None)
+        validate_and_record(
+            registry, simulate(3_000, scenario="nulls", seed=1), "loans", name="loans"
+        )
+    validate_and_record(
+        registry, simulate(3_000, seed=1), "loans", name="loans", dataset_digest=None
+    )
     stored = registry.catalog.artifacts(kind="validation", name="loans")
     assert [a.meta["success"] for a in stored] == [False, True]
     body = json.loads(registry.get_bytes(stored[0].digest))

@@ -1,9 +1,15 @@
-"""The evaluation gate: poisoned candidates are stopped, better ones pass, all is on record."""
+"""The evaluation gate: poisoned candidates are stopped, better ones pass, all is on record.
+
+Three models are trained once per module; every test then gets its own copy of that registry
+(candidates only, no champion), so no test sees what another one recorded or promoted.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,38 +23,51 @@ from retrain.config.wiring import build_registry
 from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
 from tasks.gate.evaluate import GateRules, evaluate_candidate
 from tasks.training.fit import train_model
+from tasks.training.plan import TrainingPlan, TrainingRun
 
 MODEL = "loan-default"
 RULES = GateRules(floor=0.6, max_regression=0.01, slices=["region"], latency_p95_ms=250.0)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A registry holding: v1 weak, v2 clean, v3 poisoned (label_noise); plus a holdout."""
-    home = tmp_path_factory.mktemp("gate")
-    registry = build_registry(Settings(home=home / "home"))
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Trained once per module: a registry home holding v1 weak, v2 clean, v3 poisoned
+    (label_noise) as candidates, no champion; plus a holdout."""
+    root = tmp_path_factory.mktemp("gate")
+    registry = build_registry(Settings(home=root / "home"))
+    plan = TrainingPlan(
+        model=MODEL,
+        target=TARGET,
+        task="binary",
+        numeric=FEATURES_NUMERIC,
+        categorical=FEATURES_CATEGORICAL,
+        architecture=ModelConfig(hidden_sizes=(32,)),
+        fitting=TrainingConfig(batch_size=256, patience=2),
+    )
+    run = TrainingRun(checkpoint_root=root / "checkpoints")
 
     def train(frame: pd.DataFrame, epochs: int) -> int:
-        return train_model(
-            registry,
-            frame,
-            model=MODEL,
-            target=TARGET,
-            task="binary",
-            numeric=FEATURES_NUMERIC,
-            categorical=FEATURES_CATEGORICAL,
-            model_config=ModelConfig(hidden_sizes=(32,)),
-            training=TrainingConfig(max_epochs=epochs, batch_size=256, patience=2),
-            checkpoint_root=home / "checkpoints",
-        ).version
+        return train_model(registry, frame, plan.with_fitting(max_epochs=epochs), run).version
 
-    versions = {
-        "weak": train(simulate(300, seed=11), 1),
-        "clean": train(simulate(4000, seed=1), 6),
-        "poisoned": train(simulate(4000, scenario="label_noise", seed=2), 6),
-    }
     try:
-        yield {"registry": registry, "versions": versions, "holdout": simulate(3000, seed=99)}
+        versions = {
+            "weak": train(simulate(300, seed=11), 1),
+            "clean": train(simulate(4000, seed=1), 6),
+            "poisoned": train(simulate(4000, scenario="label_noise", seed=2), 6),
+        }
+    finally:
+        registry.close()
+    return {"home": root / "home", "versions": versions, "holdout": simulate(3000, seed=99)}
+
+
+@pytest.fixture
+def trained(trained_home: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A fresh copy of the trained registry for one test (what it changes stays its own)."""
+    home = tmp_path / "home"
+    shutil.copytree(trained_home["home"], home)
+    registry = build_registry(Settings(home=home))
+    try:
+        yield {**trained_home, "registry": registry}
     finally:
         registry.close()
 

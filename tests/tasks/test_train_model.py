@@ -27,6 +27,7 @@ from tasks.data.simulator import (
     simulate,
 )
 from tasks.training.fit import TrainResult, train_model
+from tasks.training.plan import TrainingPlan, TrainingRun
 from tasks.training.tracking import MlflowTracker
 
 FAST = TrainingConfig(max_epochs=3, batch_size=256, patience=2)
@@ -38,19 +39,29 @@ def loans() -> pd.DataFrame:
     return simulate(1500, seed=1)
 
 
+_PLAN_FIELDS = {"model", "target", "task", "numeric", "categorical", "architecture", "fitting"}
+_RUN_FIELDS = {"tracker", "checkpoint_root", "run_info", "progress_bar", "callbacks", "actor"}
+
+
 def _train(registry: Registry, frame: pd.DataFrame, tmp_path: Path, **kw: Any) -> TrainResult:
-    args: dict[str, Any] = dict(
+    """Train with the small defaults above; ``kw`` sets fields of the plan or the run, or
+    ``train_model``'s keywords."""
+    plan_args: dict[str, Any] = dict(
         model="loan-default",
         target=TARGET,
         task="binary",
-        numeric=FEATURES_NUMERIC,
-        categorical=FEATURES_CATEGORICAL,
-        model_config=SMALL,
-        training=FAST,
-        checkpoint_root=tmp_path / "checkpoints",
+        numeric=tuple(FEATURES_NUMERIC),
+        categorical=tuple(FEATURES_CATEGORICAL),
+        architecture=SMALL,
+        fitting=FAST,
     )
-    args.update(kw)
-    return train_model(registry, frame, **args)
+    run_args: dict[str, Any] = dict(checkpoint_root=tmp_path / "checkpoints")
+    for key in list(kw):
+        if key in _PLAN_FIELDS:
+            plan_args[key] = kw.pop(key)
+        elif key in _RUN_FIELDS:
+            run_args[key] = kw.pop(key)
+    return train_model(registry, frame, TrainingPlan(**plan_args), TrainingRun(**run_args), **kw)
 
 
 def test_training_registers_a_candidate_with_its_lineage(
@@ -84,7 +95,7 @@ def test_same_data_and_seed_give_the_same_bundle_digest(
 ) -> None:
     first = _train(registry, loans, tmp_path)
     second = _train(registry, loans, tmp_path)
-    reseeded = _train(registry, loans, tmp_path, training=FAST.model_copy(update={"seed": 1}))
+    reseeded = _train(registry, loans, tmp_path, fitting=FAST.model_copy(update={"seed": 1}))
     assert first.bundle_digest == second.bundle_digest
     assert (first.version, second.version) == (1, 2)
     assert reseeded.bundle_digest != first.bundle_digest
@@ -109,10 +120,10 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(
 ) -> None:
     config = FAST.model_copy(update={"max_epochs": 4, "patience": 10})
     with pytest.raises(RuntimeError, match="power cut"):
-        _train(registry, loans, tmp_path, training=config, callbacks=[_Interrupt()])
+        _train(registry, loans, tmp_path, fitting=config, callbacks=[_Interrupt()])
     assert registry.catalog.list_model_versions("loan-default") == []
     seen = _EpochsSeen()
-    resumed = _train(registry, loans, tmp_path, training=config, callbacks=[seen])
+    resumed = _train(registry, loans, tmp_path, fitting=config, callbacks=[seen])
     assert resumed.resumed_from is not None and resumed.resumed_from.name == "last.ckpt"
     assert seen.epochs == [2, 3]  # epochs 0 and 1 were not trained again
     assert resumed.version == 1
@@ -180,7 +191,7 @@ def test_trains_on_the_gpu_in_bf16_and_serves_on_cpu(
     registry: Registry, loans: pd.DataFrame, tmp_path: Path
 ) -> None:
     result = _train(
-        registry, loans, tmp_path, training=FAST.model_copy(update={"accelerator": "gpu"})
+        registry, loans, tmp_path, fitting=FAST.model_copy(update={"accelerator": "gpu"})
     )
     assert result.lineage["device"] == "cuda"
     expected = "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
