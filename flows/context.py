@@ -26,6 +26,7 @@ __all__ = [
     "flow_run_id",
     "open_pipeline",
     "registry_for",
+    "resolve_trigger",
     "retrain_limit_name",
     "trigger_time",
 ]
@@ -88,6 +89,18 @@ def flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
     return str(flow_run.id) if flow_run.id else None
+
+
+def resolve_trigger(trigger: str | None) -> str:
+    """What started this run: ``trigger`` when the caller says, else ``schedule`` for a run
+    Prefect's scheduler created and ``manual`` for one started by hand (UI, CLI, API)."""
+    if trigger:
+        return trigger
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return "schedule" if run is not None and run.auto_scheduled else "manual"
 
 
 def trigger_time(as_of: datetime | None) -> datetime:

@@ -13,7 +13,13 @@ from datetime import datetime
 from prefect import flow
 from prefect.concurrency.sync import concurrency
 
-from flows.context import flow_run_id, open_pipeline, retrain_limit_name, trigger_time
+from flows.context import (
+    flow_run_id,
+    open_pipeline,
+    resolve_trigger,
+    retrain_limit_name,
+    trigger_time,
+)
 from retrain.config.settings import Settings
 from tasks.artifacts import artifact_key, publish_table
 from tasks.pipeline.recipe import RetrainRequest, run_retrain
@@ -34,18 +40,20 @@ __all__ = ["retrain_model"]
 def retrain_model(
     pipeline: str,
     force: bool = False,
-    trigger: str = "manual",
+    trigger: str | None = None,
     source: str | None = None,
     as_of: datetime | None = None,
     settings: Settings | None = None,
 ) -> RetrainSummary:
     """Retrain ``pipeline``'s model on fresh data; the champion changes only through the gates.
 
-    ``source`` overrides the spec's dataset source for this run; ``force`` retrains even when
-    an earlier run had the same dataset, spec and code digests; ``as_of`` is the time the
-    trigger decision uses (default now); ``settings`` default to the environment's.
+    ``trigger`` says what started the run (default: ``schedule`` for a run the scheduler
+    created, ``manual`` otherwise); ``source`` overrides the spec's dataset source; ``force``
+    retrains even when an earlier run had the same dataset, spec and code digests; ``as_of``
+    is the time the trigger decision uses (default now); ``settings`` default to the
+    environment's.
     """
-    now = trigger_time(as_of)
+    now, trigger = trigger_time(as_of), resolve_trigger(trigger)
     # One retrain per model at a time, whatever started it: the global limit `retrain-<model>`
     # has one slot (created by `retrain up`, `pipelines register` and the demo).
     with (

@@ -120,7 +120,8 @@ def deployment_definitions(spec: PipelineSpec) -> list[dict[str, Any]]:
             "entrypoint": ENTRYPOINTS["retrain-model"],
             "description": f"Retrain {model} on schedule or on request. {spec.description}".strip(),
             **common,
-            "parameters": {"pipeline": model, "trigger": "schedule"},
+            # No trigger: the flow records "schedule" for cron runs and "manual" for the rest.
+            "parameters": {"pipeline": model},
             "schedules": crons(spec.schedule.retrain_cron),
             "concurrency_limit": _QUEUE_ONE,
         },

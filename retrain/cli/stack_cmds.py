@@ -16,25 +16,34 @@ def up(
     serve_models: bool = typer.Option(True, help="Start the model server."),
 ) -> None:
     """Start the local stack: Prefect server + UI, deployments, model server, alert receiver."""
-    from retrain.local.stack import Stack, stack_services
+    from retrain.local.stack import Stack, stack_services, stop_signals
 
     cfg = settings()
     home = cfg.home.resolve()
     services = stack_services(cfg, serve_models=serve_models, mlflow_ui=mlflow_ui)
     stack = Stack(log_dir=home / "logs")
-    try:
-        for service in services:
-            with console.status(f"starting {service.name}…"):
-                stack.start(service)
-            console.print(f"[green]✓[/] {service.name:<15} {service.url}")
-        console.print(f"logs in {home / 'logs'}; press Ctrl-C to stop everything.")
-        exited = stack.wait()
-        if exited:
-            console.print(f"[red]{exited} exited[/]; stopping the stack.")
-    except KeyboardInterrupt:
-        console.print("stopping…")
-    finally:
-        stack.stop()
+
+    def restarted(name: str, code: int, pause: float) -> None:
+        console.print(f"[yellow]{name} exited with code {code}[/]; restarting in {pause:.0f} s")
+
+    with stop_signals() as stopping:
+        try:
+            for service in services:
+                if stopping():
+                    break
+                with console.status(f"starting {service.name}…"):
+                    stack.start(service)
+                if service.name in stack.degraded:
+                    console.print(
+                        f"[yellow]! {service.name:<15} degraded[/]: {stack.degraded[service.name]}"
+                    )
+                else:
+                    console.print(f"[green]✓[/] {service.name:<15} {service.url}")
+            console.print(f"logs in {home / 'logs'}; press Ctrl-C to stop everything.")
+            stack.supervise(stopping, on_restart=restarted)
+            console.print("stopping…")
+        finally:
+            stack.stop()
     console.print("stopped.")
 
 

@@ -49,6 +49,7 @@ def run_demo(
         PREFECT_HOME,
         PREFECT_LOGGING_LEVEL,
         PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
     from pydantic import SecretStr
@@ -70,6 +71,8 @@ def run_demo(
         PREFECT_SERVER_ANALYTICS_ENABLED: False,
         PREFECT_LOGGING_LEVEL: "WARNING",
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+        # Prefect's 20 s default is too short for a busy two-core machine (64 s was seen).
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 240,
     }
     with temporary_settings(updates=prefect_settings):
         story = _Story(

@@ -1,17 +1,23 @@
-"""The local stack behind ``retrain up``: child processes started in order and stopped cleanly.
+"""The local stack behind ``retrain up``: child processes started in order, kept alive, and
+stopped cleanly.
 
 Each part is a separate process (Prefect server, deployment runner, model server, alert
-receiver, MLflow UI) so one crashing does not take the others down and Ctrl-C stops them all.
+receiver, MLflow UI), so one crashing does not take the others down: the supervisor restarts
+a child that dies, with a growing pause, and logs it. SIGINT (Ctrl-C) and SIGTERM stop every
+child, newest first, and wait for them. An optional service that is slow or fails to start
+is reported as degraded and the rest of the stack runs without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +29,7 @@ from registry.errors import StackError
 if TYPE_CHECKING:
     from retrain.config.settings import Settings
 
-__all__ = ["Service", "Stack", "module_argv", "stack_services"]
+__all__ = ["Service", "Stack", "module_argv", "stack_services", "stop_signals"]
 
 
 @dataclass(frozen=True)
@@ -35,30 +41,76 @@ class Service:
     url: str
     ready_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
-    ready_timeout_s: float = 90.0
+    # A busy two-core machine needed over a minute for the Prefect server: wait generously.
+    ready_timeout_s: float = 240.0
+    optional: bool = False
 
 
 @dataclass
 class Stack:
-    """Starts services in order, waits for each to be ready, and stops them in reverse."""
+    """Starts services in order, waits for each to be ready, keeps them running, and stops
+    them in reverse."""
 
     log_dir: Path
     running: list[tuple[Service, subprocess.Popen[bytes]]] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)
+    degraded: dict[str, str] = field(default_factory=dict)
 
     def start(self, service: Service) -> None:
-        """Start ``service`` and block until its ready URL answers (or it dies)."""
+        """Start ``service`` and block until its ready URL answers (or it dies). An optional
+        service that fails is stopped and listed in ``degraded`` instead of raising."""
+        proc = self._spawn(service)
+        self.running.append((service, proc))
+        if service.ready_url is None:
+            return
+        try:
+            self._wait_ready(service, proc)
+        except StackError as exc:
+            if not service.optional:
+                raise
+            self.degraded[service.name] = str(exc)
+            self.running.remove((service, proc))
+            _terminate(proc, 3.0)
+
+    def _spawn(self, service: Service) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{service.name}.log").open("ab")
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             list(service.argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **service.env},
             start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
         )
-        self.running.append((service, proc))
-        if service.ready_url is not None:
-            self._wait_ready(service, proc)
+
+    def supervise(
+        self,
+        stop: Callable[[], bool],
+        *,
+        on_restart: Callable[[str, int, float], None] = lambda _name, _code, _pause: None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        max_pause_s: float = 60.0,
+    ) -> None:
+        """Keep every child running until ``stop()`` says so: a child that exits is started
+        again after 1 s, 2 s, 4 s ... (at most ``max_pause_s``), the others untouched."""
+        due: dict[str, float] = {}
+        while not stop():
+            now = clock()
+            for i, (service, proc) in enumerate(self.running):
+                code = proc.poll()
+                if code is None:
+                    continue
+                if service.name not in due:
+                    count = self.restarts.get(service.name, 0)
+                    pause = min(max_pause_s, 2.0**count)
+                    due[service.name] = now + pause
+                    on_restart(service.name, code, pause)
+                elif now >= due[service.name]:
+                    self.restarts[service.name] = self.restarts.get(service.name, 0) + 1
+                    self.running[i] = (service, self._spawn(service))
+                    del due[service.name]
+            sleep(0.2)
 
     def _wait_ready(self, service: Service, proc: subprocess.Popen[bytes]) -> None:
         assert service.ready_url is not None
@@ -80,30 +132,43 @@ class Stack:
             f"see {self.log_dir / (service.name + '.log')}"
         )
 
-    def wait(self) -> str | None:
-        """Block until a child exits; returns its name (None when nothing runs)."""
-        while self.running:
-            for service, proc in self.running:
-                if proc.poll() is not None:
-                    return service.name
-            time.sleep(0.5)
-        return None
-
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every child, newest first: SIGINT, then SIGTERM, then SIGKILL."""
         for _service, proc in reversed(self.running):
-            for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 3.0)):
-                if proc.poll() is not None:
-                    break
-                try:
-                    os.killpg(proc.pid, sig)
-                    proc.wait(timeout=wait_s)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _terminate(proc, timeout_s)
         self.running.clear()
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to the child's whole process group, waiting each."""
+    for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGTERM, 3.0)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[Callable[[], bool]]:
+    """While inside, SIGINT and SIGTERM set a flag instead of killing us; yields its reader.
+    ``retrain up`` run by a service manager gets SIGTERM, and must stop its children too."""
+    stopping = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda _signum, _frame: stopping.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield stopping.is_set
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def module_argv(module: str, *args: str) -> list[str]:
@@ -166,4 +231,4 @@ def _mlflow_ui(cfg: Settings) -> Service:
     argv = module_argv(
         "mlflow", "ui", "--backend-store-uri", cfg.tracking_uri, "--port", str(cfg.mlflow_port)
     )
-    return Service("mlflow-ui", argv, url=url, ready_url=url)
+    return Service("mlflow-ui", argv, url=url, ready_url=url, ready_timeout_s=90.0, optional=True)

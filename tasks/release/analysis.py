@@ -145,7 +145,10 @@ def analyse_window(
     if champion.requests < min_requests and champion_baseline is not None:
         base = champion_baseline
     checks: list[Check] = []
-    if canary.requests < min_requests:
+    broken = canary.incomplete or base.incomplete
+    if broken:  # a window that cannot be measured is not judged, and never crashes the release
+        checks.append(Check("metrics", "inconclusive", None, None, broken))
+    elif canary.requests < min_requests:
         checks.append(
             Check("requests", "inconclusive", canary.requests, min_requests, "too little traffic")
         )

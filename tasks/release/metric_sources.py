@@ -42,15 +42,21 @@ def histogram_quantile(q: float, edges: Sequence[float], counts: Sequence[int]) 
     return float(edges[-1])
 
 
-def _sub(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+def _sub(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """``a - b`` bucket by bucket; None when the two do not line up (a series missing from one
+    snapshot after a failed scrape, a server restart that reset its buckets)."""
     if not b:
         return tuple(a)
+    if len(a) != len(b):
+        return None
     return tuple(max(0, x - y) for x, y in zip(a, b, strict=True))
 
 
 def _add(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     if not a or not b:
         return tuple(a or b)
+    if len(a) != len(b):  # histograms of different layouts cannot be merged: keep the first
+        return tuple(a)
     return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
@@ -65,16 +71,29 @@ class VersionCounters:
     prediction_counts: tuple[int, ...] = ()
     feedback_count: int = 0
     feedback_loss_sum: float = 0.0
+    incomplete: str | None = None
+    """Why this window cannot be judged (series missing or reset between snapshots), if so."""
 
     def __sub__(self, other: VersionCounters) -> VersionCounters:
+        latency = _sub(self.latency_counts, other.latency_counts)
+        predictions = _sub(self.prediction_counts, other.prediction_counts)
+        reset = self.requests < other.requests
+        incomplete = self.incomplete or other.incomplete
+        if latency is None or predictions is None or reset or _unscraped(self, other):
+            incomplete = incomplete or (
+                "counters went backwards (server restarted?)"
+                if reset
+                else "a histogram series is missing from one snapshot (failed scrape?)"
+            )
         return replace(
             self,
             requests=max(0, self.requests - other.requests),
             errors=max(0, self.errors - other.errors),
-            latency_counts=_sub(self.latency_counts, other.latency_counts),
-            prediction_counts=_sub(self.prediction_counts, other.prediction_counts),
+            latency_counts=latency or (),
+            prediction_counts=predictions or (),
             feedback_count=max(0, self.feedback_count - other.feedback_count),
             feedback_loss_sum=max(0.0, self.feedback_loss_sum - other.feedback_loss_sum),
+            incomplete=incomplete,
         )
 
     def __add__(self, other: VersionCounters) -> VersionCounters:
@@ -87,6 +106,7 @@ class VersionCounters:
             prediction_counts=_add(self.prediction_counts, other.prediction_counts),
             feedback_count=self.feedback_count + other.feedback_count,
             feedback_loss_sum=self.feedback_loss_sum + other.feedback_loss_sum,
+            incomplete=self.incomplete or other.incomplete,
         )
 
     def error_rate(self) -> float:
@@ -100,6 +120,17 @@ class VersionCounters:
     def online_loss(self) -> float | None:
         """Mean squared error on feedback labels, None without labels."""
         return self.feedback_loss_sum / self.feedback_count if self.feedback_count else None
+
+
+def _unscraped(later: VersionCounters, earlier: VersionCounters) -> bool:
+    """Whether ``earlier`` had traffic but lacks a histogram ``later`` has: not "no data yet"
+    but a series that one scrape did not return."""
+    if earlier.requests == 0:
+        return False
+    lost_latency = bool(later.latency_counts) and not earlier.latency_counts
+    answered = earlier.requests > earlier.errors
+    lost_predictions = answered and bool(later.prediction_counts) and not earlier.prediction_counts
+    return lost_latency or lost_predictions
 
 
 @dataclass(frozen=True)

@@ -100,4 +100,5 @@ def test_a_retrain_by_hand_runs_inside_the_cooldown(
         settings=settings,
     )
     assert by_hand.outcome != "skipped"
+    assert by_hand.trigger == "manual"  # no trigger given, not created by the scheduler
     assert by_hand.candidate_version == 2
