@@ -13,6 +13,10 @@
    retrain deployment applied per model; one alert per model is sent and Prefect is polled
    until the flow run exists. Baseline: ``run_deployment`` called directly.
 3. Retrain flow against its functions called directly: ``bench_flow_overhead()``.
+4. A locked registry database: another connection holds SQLite's write lock (``BEGIN
+   IMMEDIATE``) while alerts arrive at once; each must get its 503 after the receiver's store
+   bound (``STORE_TIMEOUT_S``) while ``/healthz`` is probed back to back. Baselines, same run
+   and server: the same alerts and probes with the database free.
 """
 
 from __future__ import annotations
@@ -353,6 +357,79 @@ def bench_alert_to_run(*, samples: int) -> None:
     print(f"  receiver p95 / run_deployment p95 = {ratio:.2f}x; target p95 <= 2 s: {verdict}")
 
 
+def bench_locked_database(*, alerts: int) -> None:
+    """Time to a 503 with the database locked, and /healthz latency meanwhile; baselines from
+    the same server: the same alerts with the database free, and /healthz while idle."""
+    import sqlite3
+
+    import httpx
+
+    from retrain.alerts.receiver import STORE_TIMEOUT_S
+
+    bodies = [body.split(b"\r\n\r\n", 1)[1] for body in _requests(3 * alerts)]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        _register_models(home, MODELS)
+        proc, port = _start_server(home, "receiver")
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+                _alerts_and_probes(http, bodies[:alerts], headers, 0)  # warm-up
+                free_s, free_codes, _ = _alerts_and_probes(http, bodies[alerts:-alerts], headers, 0)
+                holder = sqlite3.connect(home / "registry.db", isolation_level=None)
+                holder.execute("BEGIN IMMEDIATE")  # another process's long write
+                try:
+                    lock_s, lock_codes, busy = _alerts_and_probes(
+                        http, bodies[-alerts:], headers, 50
+                    )
+                finally:
+                    holder.rollback()
+                    holder.close()
+                _, _, idle = _alerts_and_probes(http, [], headers, len(busy))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(
+        f"registry database locked by another connection, {alerts} alerts at once "
+        f"(store bound {STORE_TIMEOUT_S:g} s, SQLite busy timeout 30 s):"
+    )
+    for name, seconds, codes in (("locked", lock_s, lock_codes), ("free", free_s, free_codes)):
+        print(
+            f"  {name:6s} answers {sorted(set(codes))}  p50 {statistics.median(seconds):7.3f} s  "
+            f"max {max(seconds):7.3f} s"
+        )
+    print(f"  locked: last 503 at {max(lock_s) / STORE_TIMEOUT_S:.3f}x the store bound")
+    for name, probes in (("alerts wait on the lock", busy), ("idle, database free", idle)):
+        print(
+            f"  /healthz, {name:23s} {len(probes):5d} probes  p50 {_pct(probes, 50):6.2f} ms  "
+            f"p99 {_pct(probes, 99):6.2f} ms  max {max(probes):6.2f} ms"
+        )
+    print(f"  /healthz p99 while locked / idle = {_pct(busy, 99) / _pct(idle, 99):.2f}x")
+
+
+def _alerts_and_probes(
+    http: Any, bodies: list[bytes], headers: dict[str, str], at_least: int
+) -> tuple[list[float], list[int], list[float]]:
+    """Post ``bodies`` at once and probe /healthz back to back until all are answered (and
+    ``at_least`` probes are done): seconds to each answer, statuses, probe latencies (ms)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(body: bytes) -> tuple[float, int]:
+        started = time.perf_counter()
+        status: int = http.post("/alerts/alertmanager", content=body, headers=headers).status_code
+        return time.perf_counter() - started, status
+
+    probes: list[float] = []
+    with ThreadPoolExecutor(max(1, len(bodies))) as pool:
+        pending = [pool.submit(post, body) for body in bodies]
+        while not all(p.done() for p in pending) or len(probes) < at_least:
+            started = time.perf_counter()
+            http.get("/healthz")
+            probes.append((time.perf_counter() - started) * 1000.0)
+        answers = [p.result() for p in pending]
+    return [a[0] for a in answers], [a[1] for a in answers], probes
+
+
 def bench_flow_overhead(*, quick: bool) -> None:
     """Retrain flow vs its plain functions on the same rows (see bench/bench_flow.py)."""
     from bench_flow import bench_flow_overhead as run
@@ -376,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         ("ack", lambda: bench_webhook_ack(rate=500.0, seconds=2.0 if args.quick else 10.0)),
         ("run", lambda: bench_alert_to_run(samples=5 if args.quick else 20)),
         ("flow", lambda: bench_flow_overhead(quick=args.quick)),
+        ("locked", lambda: bench_locked_database(alerts=5 if args.quick else 20)),
     ]
     for _, step in steps:
         started = time.perf_counter()

@@ -3,7 +3,9 @@
 1. predict p50/p95/p99 at 200 single-row requests per second on loopback, server side;
 2. the router's overhead against calling the same bundle directly (the baseline);
 3. rollback call -> 100% of new requests answered by the old version;
-4. injected fault (5% errors on the canary) -> completed rollback, against 2 intervals + 1 s.
+4. injected fault (5% errors on the canary) -> completed rollback, against 2 intervals + 1 s;
+5. other callers' p99 while maximum-size requests (1000 instances, back to back) are served,
+   against the same callers' p99 with no big request (the baseline), and the big request's cost.
 
     python bench/serving.py            # 15 s load window, 5 rollbacks, 1 s analysis interval
     python bench/serving.py --quick    # 4 s load window, 3 rollbacks, 0.5 s interval
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -115,6 +118,47 @@ def bench_latency(url: str, rows: Any, seconds: float) -> dict[str, Any]:
     return {"load": result, "server": server}
 
 
+MAX_INSTANCES = 1000  # the default serve_max_instances: the largest request a caller may send
+
+
+def bench_big_request(url: str, rows: Any, seconds: float, rounds: int = 4) -> dict[str, Any]:
+    """Single-row callers at RATE, alternating windows with no big request (the baseline) and
+    windows beside one caller sending maximum-size requests back to back, so both kinds of
+    window see the same background load."""
+    # Encoded once: the callers' latency is measured in this process, whose GIL encoding the
+    # big body for every request would hold against them.
+    body = json.dumps({"instances": rows[0][:MAX_INSTANCES]}).encode()
+    took: list[float] = []
+    quiet: list[float] = []
+    busy: list[float] = []
+    failed = 0
+
+    def hammer(stop: threading.Event) -> None:
+        headers = {"Content-Type": "application/json"}
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                answer = client.post(f"/v1/models/{MODEL}:predict", content=body)
+                assert answer.status_code == 200, answer.text
+                took.append(time.perf_counter() - started)
+
+    _drive(url, rows, 1.0)  # warm up
+    for _ in range(rounds):
+        quiet += [
+            r.latency_s for r in _drive(url, rows, seconds / rounds).records if r.status == 200
+        ]
+        stop = threading.Event()
+        thread = threading.Thread(target=hammer, args=(stop,), daemon=True)
+        thread.start()
+        time.sleep(0.2)  # the first big request is in flight before the callers start
+        report = _drive(url, rows, seconds / rounds)
+        stop.set()
+        thread.join(timeout=60)
+        busy += [r.latency_s for r in report.records if r.status == 200]
+        failed += report.failed + report.server_errors + report.client_errors
+    return {"quiet": quiet, "busy": busy, "took": took, "bytes": len(body), "failed": failed}
+
+
 def bench_direct(registry: Registry, rows: Any, n: int) -> dict[str, float]:
     bundle = load_version(registry, MODEL, 1).bundle
     times: list[float] = []
@@ -208,6 +252,7 @@ def main() -> None:
     proc = start_server(home, port, fault=f"{MODEL}:3:errors=0.05")
     try:
         latency = bench_latency(url, rows, seconds)
+        big = bench_big_request(url, rows, seconds)
         direct = bench_direct(registry, rows, 2000 if not args.quick else 400)
         rollbacks = bench_rollback(registry, url, rows, repeats)
         fault = bench_fault(registry, url, rows, interval)
@@ -250,6 +295,22 @@ def main() -> None:
         f"{interval:g} s   (budget {fault['budget']:.2f} s; x{fault['took'] / fault['budget']:.2f}"
         f" of budget); {outcome.status}: {outcome.reason}; failed user requests "
         f"{fault['user_errors']}"
+    )
+
+    _print_big(big)
+
+
+def _print_big(result: dict[str, Any]) -> None:
+    q99, b99, took = (
+        _quantile(result["quiet"], 0.99),
+        _quantile(result["busy"], 0.99),
+        result["took"],
+    )
+    print(
+        f"  callers' p99 beside    {_ms(b99)} ({len(result['busy'])} requests) while {len(took)} "
+        f"requests of {MAX_INSTANCES} instances ({result['bytes'] / 1024:.0f} KiB) ran back to "
+        f"back, vs {_ms(q99)} ({len(result['quiet'])}) with none (baseline): x{b99 / q99:.2f}; "
+        f"failed {result['failed']}; max-size request p50 {_ms(_quantile(took, 0.5))}"
     )
 
 

@@ -91,7 +91,7 @@ def retrain_model(
         request = RetrainRequest(source or spec.dataset.source, trigger=trigger, force=force)
         summary = run_retrain(reg, spec.plan, request, ctx.retrain_env(trigger), PREFECT_STEPS)
         if summary.reused:
-            print(f"same data, spec and code as before: reused v{summary.candidate_version}")
+            print(f"same data, spec and code as v{summary.candidate_version}: reused")
         publish_table(
             artifact_key("retrain", spec.name), [summary.to_dict()], description="Retrain outcome"
         )

@@ -22,6 +22,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from models.architecture import (
+    MAX_MANIFEST_BYTES,
+    MAX_WEIGHTS_HEADER_BYTES,
+    Architecture,
+    weights_problem,
+)
 from models.modules import TabularMLP
 from models.preprocessing import Preprocessor
 from registry.errors import BundleError, RegistryError
@@ -42,8 +48,11 @@ BUNDLE_FORMAT = "retrain-model-bundle/1"
 MANIFEST_MEDIA_TYPE = "application/vnd.retrain.model-bundle+json"
 WEIGHTS_MEDIA_TYPE = "application/vnd.retrain.safetensors"
 
+TASKS = ("binary", "regression")
+
 GetBytes = Callable[[str], bytes]
 PutBytes = Callable[..., str]
+SizeOf = Callable[[str], int | None]  # a blob's stored size without fetching it; None: unknown
 
 
 def _sha256(data: bytes) -> str:
@@ -100,6 +109,11 @@ def encode_bundle(
         manifest_bytes = _canonical_json(manifest)
     except (TypeError, ValueError) as exc:
         raise BundleError(f"bundle manifest is not plain JSON: {exc}") from exc
+    if len(manifest_bytes) > MAX_MANIFEST_BYTES:  # the server would refuse to load it
+        raise BundleError(
+            f"bundle manifest is {len(manifest_bytes):,} bytes, over the limit of "
+            f"{MAX_MANIFEST_BYTES:,}; lower model.max_categories or use fewer features"
+        )
     return EncodedBundle(weights, manifest_bytes, weights_digest, _sha256(manifest_bytes))
 
 
@@ -115,11 +129,19 @@ def save_bundle(put_bytes: PutBytes, encoded: EncodedBundle) -> str:
 class ModelBundle:
     """A verified, loaded model ready to predict on CPU."""
 
-    def __init__(self, digest: str, manifest: dict[str, Any], net: TabularMLP) -> None:
+    def __init__(
+        self,
+        digest: str,
+        manifest: dict[str, Any],
+        net: TabularMLP,
+        preprocessor: Preprocessor | None = None,
+    ) -> None:
         self.digest = digest
         self.manifest = manifest
         self.net = net.eval()
-        self.preprocessor = Preprocessor.from_dict(manifest["preprocessing"])
+        if preprocessor is None:
+            preprocessor = Preprocessor.from_dict(manifest["preprocessing"])
+        self.preprocessor = preprocessor
         self.task: str = manifest["task"]
         self.target: str = manifest["target"]
 
@@ -162,36 +184,95 @@ def predict_arrays(
     return values
 
 
-def load_bundle(get_bytes: GetBytes, digest: str) -> ModelBundle:
-    """Fetch, verify and build the bundle ``digest``; BundleError if anything does not match."""
-    manifest_bytes = _fetch(get_bytes, digest, "manifest")
+def load_bundle(get_bytes: GetBytes, digest: str, *, size_of: SizeOf | None = None) -> ModelBundle:
+    """Fetch, verify and build the bundle ``digest``; BundleError if anything does not match.
+
+    Everything that sizes an allocation is checked before it is made: the blobs' sizes (asked
+    of ``size_of``, the store's stored size, before fetching; else once fetched), then the
+    architecture against ``models.architecture.LIMITS``, then the weights header's tensor
+    names and shapes against that architecture. Only then are tensors read and the net built.
+    """
+    manifest_bytes = _fetch(get_bytes, digest, "manifest", size_of, MAX_MANIFEST_BYTES)
+    manifest, architecture = _read_manifest(manifest_bytes, digest)
     try:
-        manifest = json.loads(manifest_bytes)
-        if manifest.get("format") != BUNDLE_FORMAT:
-            raise BundleError(f"blob {digest} is not a model bundle ({BUNDLE_FORMAT})")
-        weights_info = manifest["weights"]
-        architecture = dict(manifest["architecture"])
+        preprocessor = _matching_preprocessor(manifest, architecture)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise BundleError(f"bundle {digest} has an unreadable manifest: {exc}") from exc
-    weights = _fetch(get_bytes, str(weights_info["digest"]), "weights")
+        raise BundleError(f"bundle {digest} has unusable preprocessing: {exc}") from exc
+    # The data section is exactly 4 bytes per parameter; the header is bounded on its own.
+    most = 8 + MAX_WEIGHTS_HEADER_BYTES + 4 * architecture.parameter_count()
+    weights = _fetch(get_bytes, manifest["weights"]["digest"], "weights", size_of, most)
+    problem = weights_problem(weights, architecture)
+    if problem is not None:
+        raise BundleError(f"bundle {digest} weights do not fit its manifest: {problem}")
     try:
-        state = load_safetensors(weights)
-        if architecture.pop("class", "TabularMLP") != "TabularMLP":
-            raise BundleError(f"bundle {digest} names an unknown architecture")
-        net = TabularMLP(**architecture)
-        net.load_state_dict(state, strict=True)
-        return ModelBundle(digest, manifest, net)
-    except BundleError:
-        raise
+        net = TabularMLP(**architecture.kwargs())
+        net.load_state_dict(load_safetensors(weights), strict=True)
     except (SafetensorError, RuntimeError, TypeError, ValueError, KeyError) as exc:
         raise BundleError(f"bundle {digest} weights do not fit its manifest: {exc}") from exc
+    return ModelBundle(digest, manifest, net, preprocessor)
 
 
-def _fetch(get_bytes: GetBytes, digest: str, what: str) -> bytes:
+def _read_manifest(data: bytes, digest: str) -> tuple[dict[str, Any], Architecture]:
+    """The parsed manifest and its architecture, within the limits (BundleError naming the
+    field otherwise)."""
     try:
+        manifest = json.loads(data)
+        if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"blob {digest} is not a model bundle ({BUNDLE_FORMAT})")
+        weights = manifest["weights"]
+        if not isinstance(weights, dict) or not isinstance(weights.get("digest"), str):
+            raise ValueError("weights.digest must be a digest string")
+        if manifest.get("task") not in TASKS or not isinstance(manifest.get("target"), str):
+            raise ValueError(f"task must be one of {', '.join(TASKS)} and target a name")
+        architecture = Architecture.from_manifest(manifest["architecture"])
+    except BundleError:
+        raise
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise BundleError(f"bundle {digest} has an unreadable manifest: {exc}") from exc
+    problem = architecture.problem()
+    if problem is not None:
+        raise BundleError(
+            f"bundle {digest} is refused before loading: {problem}; retrain it with a smaller "
+            "model (the spec's model: settings)"
+        )
+    return manifest, architecture
+
+
+def _matching_preprocessor(manifest: Mapping[str, Any], architecture: Architecture) -> Preprocessor:
+    pre = Preprocessor.from_dict(manifest["preprocessing"])
+    if len(pre.numeric) != architecture.n_numeric:
+        raise ValueError(
+            f"{len(pre.numeric)} numeric features but architecture.n_numeric is "
+            f"{architecture.n_numeric}"
+        )
+    if pre.cardinalities != architecture.cardinalities:
+        raise ValueError("the vocabularies do not match architecture.cardinalities")
+    # A zero or NaN scale would pass loading and then answer every request with NaN.
+    scales = (*pre.stds, pre.target_std)
+    if not np.isfinite([*pre.means, *scales, pre.target_mean]).all() or min(scales) <= 0:
+        raise ValueError("its means and stds must be finite and its stds positive")
+    return pre
+
+
+def _fetch(get_bytes: GetBytes, digest: str, what: str, size_of: SizeOf | None, most: int) -> bytes:
+    """The verified bytes of blob ``digest``, refused unread when the store says it is over
+    ``most`` bytes (and refused once read if the store could not say)."""
+    try:
+        stored = size_of(digest) if size_of is not None else None
+        if stored is not None and stored > most:
+            raise _too_big(what, digest, stored, most)
         data = get_bytes(digest)
     except RegistryError as exc:
         raise BundleError(f"cannot read bundle {what} {digest}: {exc}") from exc
+    if len(data) > most:
+        raise _too_big(what, digest, len(data), most)
     if _sha256(data) != digest:
         raise BundleError(f"bundle {what} {digest} was tampered with: its bytes do not match")
     return data
+
+
+def _too_big(what: str, digest: str, size: int, most: int) -> BundleError:
+    return BundleError(
+        f"bundle {what} {digest} is {size:,} bytes, over the limit of {most:,} for it; "
+        "retrain it with a smaller model"
+    )

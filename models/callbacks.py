@@ -1,4 +1,10 @@
-"""Small Lightning callbacks: keep the best weights, report progress, forward epoch metrics."""
+"""Small Lightning callbacks: keep the best weights, seed each epoch, stop early resumably,
+report progress, forward epoch metrics.
+
+A run resumed from its last checkpoint must end with the bundle an uninterrupted run gives, so
+every piece of state that decides the result is either checkpointed (best weights, early
+stopping) or a function of the epoch number alone (the random stream, like the shuffle).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
-__all__ = ["BestWeights", "EpochMetrics", "ProgressCallback"]
+__all__ = ["BestWeights", "EpochMetrics", "EpochSeed", "ProgressCallback", "ResumableEarlyStopping"]
 
 
 class BestWeights(L.Callback):
@@ -44,6 +53,33 @@ class BestWeights(L.Callback):
         self.best = float(state_dict["best"])
         self.best_epoch = int(state_dict["best_epoch"])
         self.weights = state_dict["weights"]
+
+
+class EpochSeed(L.Callback):
+    """Seeds torch's generators from (seed, epoch) as each training epoch starts.
+
+    Dropout draws from the global generator, whose state a checkpoint does not hold: carried
+    over from epoch to epoch, a resumed run would draw other masks and train another model.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        entropy = np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)
+        torch.manual_seed(int(entropy[0]))
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """Lightning's early stopping, which also stays stopped when resumed.
+
+    Its counters are checkpointed, but the trainer's stop flag is not: a run that had stopped,
+    then failed before its bundle was stored, would otherwise train one epoch more on resume.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            trainer.should_stop = True
 
 
 class EpochMetrics(L.Callback):

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from models.architecture import Architecture
+from registry.errors import TrainingError
+
 __all__ = ["TabularMLP", "embedding_dims_for"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -44,8 +47,16 @@ class TabularMLP(nn.Module):
             "dropout": dropout,
             "activation": activation,
         }
-        if len(cardinalities) != len(embedding_dims):
-            raise ValueError("one embedding width per categorical feature is needed")
+        # Counted before any allocation: the server refuses bundles over these limits, so
+        # training must not build (and spend hours on) a network it could never serve.
+        problem = Architecture(
+            n_numeric, tuple(cardinalities), tuple(embedding_dims), tuple(hidden_sizes)
+        ).problem()
+        if problem is not None:
+            raise TrainingError(
+                f"cannot build the model: {problem}; lower model.hidden_sizes, "
+                "model.embedding_dim or model.max_categories, or use fewer features"
+            )
         self.embeddings = nn.ModuleList(
             nn.Embedding(c, d) for c, d in zip(cardinalities, embedding_dims, strict=True)
         )

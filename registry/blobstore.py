@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 from registry.errors import ConfigError
 from registry.localstore import LocalBlobStore
 from registry.records import BlobInfo, StoredBlob
+from registry.redaction import redact_url
 from registry.s3store import S3BlobStore
 
 __all__ = ["BlobStore", "open_blob_store"]
@@ -46,7 +47,9 @@ def open_blob_store(
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise ConfigError(f"blob URL {url!r} names no bucket: use s3://bucket/prefix")
+            raise ConfigError(
+                f"blob URL {redact_url(url)!r} names no bucket: use s3://bucket/prefix"
+            )
         return S3BlobStore(
             parsed.netloc, parsed.path.strip("/"), endpoint_url=s3_endpoint_url, region=s3_region
         )
@@ -54,4 +57,6 @@ def open_blob_store(
         return LocalBlobStore(Path(unquote(parsed.path)))
     if parsed.scheme == "" and url:
         return LocalBlobStore(Path(url))
-    raise ConfigError(f"unsupported blob URL {url!r}: use file:///folder or s3://bucket/prefix")
+    raise ConfigError(
+        f"unsupported blob URL {redact_url(url)!r}: use file:///folder or s3://bucket/prefix"
+    )

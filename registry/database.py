@@ -25,6 +25,8 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from registry.errors import ConfigError, DatabaseUnavailableError
+from registry.filemodes import open_private, private_file
+from registry.redaction import redact_text, redact_url
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
@@ -49,9 +51,9 @@ def normalize_url(database_url: str) -> URL:
     """The SQLAlchemy URL with the psycopg 3 driver chosen for PostgreSQL."""
     try:
         url = make_url(database_url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
         raise ConfigError(
-            f"{database_url!r} is not a database URL: use sqlite:///path or "
+            f"{redact_url(database_url)!r} is not a database URL: use sqlite:///path or "
             "postgresql+psycopg://user@host/db"
         ) from exc
     if url.get_backend_name() in {"postgresql", "postgres"}:
@@ -108,13 +110,14 @@ def create_catalog_engine(database_url: str, *, busy_timeout_s: float = 30.0) ->
         )
         _forget_pool_after_fork(engine)
         return engine
-    if url.database and url.database != ":memory:":
-        folder = Path(url.database).expanduser().parent
+    if url.database and url.database != ":memory:" and not url.query.get("uri"):
+        database = Path(url.database).expanduser()
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            database.parent.mkdir(parents=True, exist_ok=True)
+            private_file(database)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create {folder} for the registry database: {exc.strerror}; "
+                f"cannot open or create the registry database {database}: {exc.strerror}; "
                 "set RETRAIN_HOME or RETRAIN_DATABASE_URL to a writable place"
             ) from exc
     engine = create_engine(
@@ -158,10 +161,11 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def unavailable(exc: BaseException, url: str) -> DatabaseUnavailableError:
-    """The one-line error for a database that cannot be used."""
-    shown = make_url(url).render_as_string(hide_password=True) if url else "the catalog"
+    """The one-line error for a database that cannot be used (credentials never shown: a
+    driver may quote the connection string back)."""
+    shown = redact_url(url) if url else "the catalog"
     detail = str(getattr(exc, "orig", exc)).strip().splitlines()
-    first = detail[0] if detail else type(exc).__name__
+    first = redact_text(detail[0], url) if detail else type(exc).__name__
     return DatabaseUnavailableError(
         f"cannot use the registry database {shown}: {first}; check that the server is running "
         "and RETRAIN_DATABASE_URL is right"
@@ -242,8 +246,9 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
     )
     with contextlib.ExitStack() as stack:
         if lock_path is not None:
-            handle = stack.enter_context(lock_path.open("a"))
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            fd = open_private(lock_path)
+            stack.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file closes
         yield stack.enter_context(engine.connect())
 
 

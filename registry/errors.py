@@ -7,7 +7,7 @@
     ├── RegistryError
     │   ├── InvalidDigestError        not of the form ``sha256:<64 hex>``
     │   ├── BlobNotFoundError         no blob stored under that digest
-    │   ├── CorruptBlobError          stored bytes do not hash to their digest
+    │   ├── CorruptBlobError          bytes read do not hash to their digest
     │   ├── StoreUnavailableError     object store unreachable or credentials refused
     │   ├── DatabaseUnavailableError  SQL catalog unreachable
     │   ├── NotFoundError             no such model, version, dataset or alias
@@ -23,7 +23,7 @@
     │   ├── MetricsUnavailableError   canary metrics unreadable (model server or Prometheus down)
     │   └── TrackingError             strict tracking was asked for and MLflow is unreachable
     ├── ServingError                  the server or a release could not do what was asked
-    │   ├── InvalidRequestError       a request body is malformed; the message names the field
+    │   ├── InvalidRequestError       a request is refused (its 4xx ``status``); names the field
     │   ├── BundleLoadError           a version's bundle could not be loaded; the old one stays
     │   └── ReleaseLockedError        another release of the model holds the release lock
     ├── LaunchError                   a retrain could not be started (Prefect unreachable)
@@ -94,7 +94,14 @@ class BlobNotFoundError(RegistryError):
 
 
 class CorruptBlobError(RegistryError):
-    """The stored bytes no longer hash to their digest; they are never returned."""
+    """Bytes read for a blob did not hash to its digest; they are never returned.
+
+    ``actual`` is what the read hashed to (None when unknown). One bad read does not prove the
+    stored bytes are damaged: the transport may be; ``Registry.verify`` re-reads to tell."""
+
+    def __init__(self, message: str, *, actual: str | None = None) -> None:
+        super().__init__(message)
+        self.actual = actual
 
 
 class StoreUnavailableError(RegistryError):
@@ -166,11 +173,13 @@ class ServingError(RetrainError):
 
 
 class InvalidRequestError(ServingError):
-    """A request body is malformed; ``field`` names the offending part."""
+    """A request is refused: malformed, over a limit or unauthenticated. ``status`` is the 4xx
+    to answer, ``field`` names the offending part."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, status: int = 422) -> None:
         super().__init__(message)
         self.field = field
+        self.status = status
 
 
 class BundleLoadError(ServingError):

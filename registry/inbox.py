@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
-from typing import Any, cast
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
@@ -13,9 +14,22 @@ from registry.database import jsonable
 from registry.errors import ConfigError, NotFoundError
 from registry.records import ALERT_STATES, AlertRecord, ArtifactRecord
 from registry.schema import AlertRow, ArtifactRow, utcnow
-from registry.transactions import CatalogBase, alert_record, artifact_record
+from registry.transactions import CatalogBase, alert_record, artifact_record, check_name
 
-__all__ = ["InboxMixin"]
+__all__ = ["InboxMixin", "NewAlert"]
+
+# What the drivers refuse only mid-transaction: NUL (PostgreSQL) and lone surrogates (both).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+class NewAlert(NamedTuple):
+    """An alert to file in the inbox (``add_alerts``)."""
+
+    dedup_key: str
+    source: str
+    model: str
+    status: str
+    payload: Mapping[str, Any]
 
 
 class InboxMixin(CatalogBase):
@@ -74,35 +88,34 @@ class InboxMixin(CatalogBase):
         payload: Mapping[str, Any],
     ) -> tuple[AlertRecord, bool]:
         """File an alert once per ``dedup_key``; the flag says whether it is new."""
-        if not dedup_key or len(dedup_key) > 255:
-            raise ConfigError("an alert's dedup key must be 1-255 characters")
+        return self.add_alerts([NewAlert(dedup_key, source, model, status, payload)])[0]
 
-        def op(s: Session) -> tuple[AlertRow, bool]:
+    def add_alerts(self, alerts: Sequence[NewAlert]) -> list[tuple[AlertRecord, bool]]:
+        """File alerts once per dedup key, all in one transaction: every one of them or, on
+        any error, none (a retry then finds nothing half-stored). Each flag says "new"."""
+        rows = [_checked_alert(alert) for alert in alerts]  # refused before any write
+
+        def op(s: Session) -> list[tuple[AlertRow, bool]]:
             now = utcnow()
-            # One round trip for a new alert (RETURNING); a duplicate costs a second SELECT.
-            inserted = s.execute(
-                self._insert(AlertRow)
-                .values(
-                    dedup_key=dedup_key,
-                    source=source,
-                    model=model,
-                    status=status,
-                    payload=jsonable(dict(payload)),
-                    state="received",
-                    flow_run_id=None,
-                    received_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(*AlertRow.__table__.c)
-            ).one_or_none()
-            if inserted is not None:
-                # A Core row has the mapped attributes alert_record reads.
-                return cast(AlertRow, inserted), True
-            return s.scalars(select(AlertRow).where(AlertRow.dedup_key == dedup_key)).one(), False
+            return [self._file_alert(s, row, now) for row in rows]
 
-        row, created = self._write(op)
-        return alert_record(row), created
+        return [(alert_record(row), created) for row, created in self._write(op)]
+
+    def _file_alert(
+        self, s: Session, values: dict[str, Any], now: datetime
+    ) -> tuple[AlertRow, bool]:
+        # One round trip for a new alert (RETURNING); a duplicate costs a second SELECT.
+        inserted = s.execute(
+            self._insert(AlertRow)
+            .values(**values, state="received", flow_run_id=None, received_at=now, updated_at=now)
+            .on_conflict_do_nothing()
+            .returning(*AlertRow.__table__.c)
+        ).one_or_none()
+        if inserted is not None:
+            # A Core row has the mapped attributes alert_record reads.
+            return cast(AlertRow, inserted), True
+        key = values["dedup_key"]
+        return s.scalars(select(AlertRow).where(AlertRow.dedup_key == key)).one(), False
 
     def pending_alerts(self, *, older_than_s: float = 0) -> list[AlertRecord]:
         """Alerts still ``received`` that arrived at least ``older_than_s`` seconds ago."""
@@ -129,3 +142,25 @@ class InboxMixin(CatalogBase):
 
         if self._write(op) != 1:
             raise NotFoundError(f"no alert with id {alert_id}")
+
+
+def _checked_alert(alert: NewAlert) -> dict[str, Any]:
+    """``alert``'s column values, or ConfigError for one the database would refuse."""
+    if not alert.dedup_key or len(alert.dedup_key) > 255:
+        raise ConfigError("an alert's dedup key must be 1-255 characters")
+    check_name("model", alert.model)
+    for name, longest in (("dedup_key", 255), ("source", 200), ("model", 200), ("status", 64)):
+        value: str = getattr(alert, name)
+        if len(value) > longest:  # the column's width (PostgreSQL refuses, SQLite would not)
+            raise ConfigError(f"an alert's {name} must be at most {longest} characters")
+        if _UNSTORABLE.search(value):
+            raise ConfigError(
+                f"an alert's {name} holds a NUL character or a lone surrogate: send plain text"
+            )
+    return {
+        "dedup_key": alert.dedup_key,
+        "source": alert.source,
+        "model": alert.model,
+        "status": alert.status,
+        "payload": jsonable(dict(alert.payload)),
+    }

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from registry.errors import BlobNotFoundError, ConfigError, CorruptBlobError, StoreUnavailableError
+from registry.filemodes import FOLDER_MODE
 from registry.hashing import CHUNK_SIZE, blob_key, digest_bytes, digest_from_key, digest_of_hash
-from registry.localfiles import HashingWriter, fsync_dir, read_hashing, write_all
+from registry.localfiles import HashingWriter, fsync_dir, read_hashing, staged_file, write_all
 from registry.records import BlobInfo, StoredBlob
 
 __all__ = ["LocalBlobStore"]
@@ -29,10 +30,12 @@ _TEMP_PREFIX = ".tmp-"
 
 
 def _refuse(digest: str, actual: str, where: str) -> CorruptBlobError:
+    # One bad read does not prove the file is damaged (a flaky disk or network mount gives
+    # the same symptom), so the message sends the reader to verify, which re-reads first.
     return CorruptBlobError(
-        f"blob {digest} at {where} hashes to {actual}: it is corrupt; "
-        "move it aside with `retrain registry verify --quarantine`, then put the original bytes "
-        "again"
+        f"blob {digest} at {where} read back as {actual}: corrupt, in the stored file or in "
+        "this read; run `retrain registry verify`, which re-reads it to tell which",
+        actual=actual,
     )
 
 
@@ -137,7 +140,7 @@ class LocalBlobStore:
             return
         self._mkdir(folder.parent)
         with contextlib.suppress(FileExistsError):
-            folder.mkdir()
+            folder.mkdir(mode=FOLDER_MODE)  # never world-writable, whatever the umask
             fsync_dir(folder.parent)
 
     def _unavailable(self, exc: OSError) -> StoreUnavailableError:
@@ -189,39 +192,32 @@ class LocalBlobStore:
 
     def get_to_file(self, digest: str, path: Path) -> None:
         path = path.expanduser().resolve()
-        with self._open(digest) as source:
-            try:
-                fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
-            except OSError as exc:
-                raise ConfigError(f"cannot write into {path.parent}: {exc.strerror}") from exc
-            temp = Path(name)
-            try:
-                writer = HashingWriter(fd)
-                while chunk := source.read(CHUNK_SIZE):
+        with self._open(digest) as source, staged_file(path) as staged:
+            writer = HashingWriter(staged.fd)
+            while chunk := source.read(CHUNK_SIZE):
+                try:
                     writer.write(chunk)
-                actual = digest_of_hash(writer.hasher)
-                if actual != digest:
-                    raise _refuse(digest, actual, str(self.path_of(digest)))
-                os.close(fd)
-                fd = -1
-                os.replace(temp, path)
-            finally:
-                if fd >= 0:
-                    os.close(fd)
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
+                except OSError as exc:
+                    raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+            actual = digest_of_hash(writer.hasher)
+            if actual != digest:
+                raise _refuse(digest, actual, str(self.path_of(digest)))
+            staged.commit()  # only verified bytes ever get a name
 
     def check(self, digest: str) -> int:
-        hasher = hashlib.sha256()
-        size = 0
         with self._open(digest) as handle:
-            while chunk := handle.read(CHUNK_SIZE):
-                hasher.update(chunk)
-                size += len(chunk)
-        actual = digest_of_hash(hasher)
+            actual, size = _hash_handle(handle)
         if actual != digest:
             raise _refuse(digest, actual, str(self.path_of(digest)))
         return size
+
+    def reread(self, digest: str) -> str:
+        """The digest of a second read that goes to the disk: the file's cached pages are
+        dropped first, so a bad copy in the page cache cannot answer for the disk twice."""
+        with self._open(digest) as handle:
+            with contextlib.suppress(OSError, AttributeError):  # advice only; not everywhere
+                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            return _hash_handle(handle)[0]
 
     def list(self) -> Iterator[BlobInfo]:
         shard_root = self.root / "sha256"
@@ -285,3 +281,12 @@ def _holds(final: Path, size: int) -> bool:
         return final.stat().st_size == size
     except FileNotFoundError:
         return False
+
+
+def _hash_handle(handle: BinaryIO) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := handle.read(CHUNK_SIZE):
+        hasher.update(chunk)
+        size += len(chunk)
+    return digest_of_hash(hasher), size

@@ -123,7 +123,9 @@ class AlertRecord:
 
 @dataclass(frozen=True)
 class BlobProblem:
-    """A catalogued blob that is ``missing`` from the store or ``corrupt`` there."""
+    """A catalogued blob that is ``missing`` from the store, proven ``corrupt`` there, or whose
+    reads went wrong without proving that (``unstable reads (transport?)``, ``bad reads, store
+    checksum intact (transport?)``): see ``registry.verifying``."""
 
     digest: str
     problem: str
@@ -138,6 +140,9 @@ class VerifyReport:
     bytes_checked: int
     problems: list[BlobProblem] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    # Why the store or transport as a whole is suspect (then nothing is quarantined), or None.
+    store_suspect: str | None = None
 
     @property
     def ok(self) -> bool:

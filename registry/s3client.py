@@ -11,9 +11,11 @@ import base64
 import contextlib
 import hashlib
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from registry.errors import CorruptBlobError, StoreUnavailableError
+from registry.redaction import redact_text, redact_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -21,11 +23,13 @@ if TYPE_CHECKING:
 __all__ = [
     "NOT_FOUND",
     "PRECONDITION_FAILED",
+    "abort_stale_uploads",
     "build_client",
     "complete_upload",
     "corrupt_error",
     "error_code",
     "put_if_absent",
+    "stored_checksum_matches",
     "unavailable_error",
 ]
 
@@ -114,6 +118,39 @@ def _upload_parts(
     return done, f"{base64.b64encode(composite.digest()).decode('ascii')}-{len(done)}"
 
 
+def abort_stale_uploads(
+    client: S3Client, bucket: str, prefix: str, older_than: datetime, *, dry_run: bool
+) -> int:
+    """Abort (unless ``dry_run``) the multipart uploads under ``prefix`` started before
+    ``older_than``; how many there were."""
+    found = 0
+    answer = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    for upload in answer.get("Uploads", []):
+        if upload["Initiated"] <= older_than:
+            found += 1
+            if not dry_run:
+                client.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+    return found
+
+
+def stored_checksum_matches(
+    client: S3Client, bucket: str, key: str, digest: str, recorded: str | None
+) -> bool | None:
+    """Whether the sha256 checksum S3 stored for ``key`` is that of ``digest``; for a
+    multipart object (a checksum of part checksums, ``...-<parts>``) whether it is
+    ``recorded``, the one noted at upload. None when S3 keeps none or there is nothing to
+    compare with."""
+    head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    stored = head.get("ChecksumSHA256")
+    if not stored:
+        return None
+    if "-" in stored:
+        return None if recorded is None else stored == recorded
+    return stored == base64.b64encode(bytes.fromhex(digest.removeprefix("sha256:"))).decode()
+
+
 def error_code(exc: Exception) -> str:
     """The S3 error code of a boto3 ``ClientError`` (``""`` for any other exception)."""
     from botocore.exceptions import ClientError
@@ -130,7 +167,9 @@ def unavailable_error(
     credentials, the bucket, access rights, or the server being unreachable."""
     from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
-    where = endpoint_url or "AWS"
+    # An endpoint URL may carry credentials (http://key:secret@host): never shown.
+    where = redact_url(endpoint_url) if endpoint_url else "AWS"
+    url = redact_url(url)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return StoreUnavailableError(
             f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and "
@@ -148,8 +187,9 @@ def unavailable_error(
                 f"S3 at {where} refused access to {url} ({code}) while {doing}: "
                 "check the credentials and the bucket policy"
             )
+        message = redact_text(str(error.get("Message", "")), endpoint_url)
         return StoreUnavailableError(
-            f"S3 at {where} failed while {doing}: {code} {error.get('Message', '')}".strip()
+            f"S3 at {where} failed while {doing}: {code} {message}".strip()
         )
     return StoreUnavailableError(
         f"cannot reach S3 at {where} while {doing} ({type(exc).__name__}): check "
@@ -157,16 +197,12 @@ def unavailable_error(
     )
 
 
-def corrupt_error(digest: str, url: str, actual: str | None = None) -> CorruptBlobError:
-    """A blob whose bytes do not match its digest (``actual``), or that failed the store's own
-    checksum on the way out (no ``actual``)."""
-    if actual is None:
-        return CorruptBlobError(
-            f"blob {digest} in {url} failed the store's checksum: it is corrupt; "
-            "move it aside with `retrain registry verify --quarantine` and put it again"
-        )
+def corrupt_error(digest: str, url: str, actual: str) -> CorruptBlobError:
+    """Bytes read for a blob hashed to ``actual``, not its digest. One bad read does not prove
+    the object is damaged (a proxy or the network gives the same symptom), so the message sends
+    the reader to verify, which re-reads and asks the store's checksum before quarantining."""
     return CorruptBlobError(
-        f"blob {digest} in {url} hashes to {actual}: it is corrupt; "
-        "move it aside with `retrain registry verify --quarantine`, then put the original "
-        "bytes again"
+        f"blob {digest} in {url} read back as {actual}: corrupt, in the stored object or in "
+        "this read; run `retrain registry verify`, which re-reads it to tell which",
+        actual=actual,
     )

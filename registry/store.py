@@ -14,10 +14,11 @@ from typing import BinaryIO
 
 from registry.blobstore import BlobStore, open_blob_store
 from registry.catalog import Catalog
-from registry.errors import BlobNotFoundError, CorruptBlobError, RegistryError
+from registry.errors import ConfigError, RegistryError
 from registry.hashing import parse_digest
-from registry.records import BlobInfo, BlobProblem, GcReport, StoredBlob, VerifyReport
+from registry.records import BlobInfo, GcReport, StoredBlob, VerifyReport
 from registry.schema import utcnow
+from registry.verifying import CORRUPT, judge, scan, suspect_store
 
 __all__ = ["Registry"]
 
@@ -97,30 +98,40 @@ class Registry:
     ) -> VerifyReport:
         """Re-hash every catalogued blob; list the corrupt and missing ones, and orphans.
 
-        With ``quarantine`` corrupt blobs are moved aside, so putting the original bytes again
-        restores them (until then they read as missing)."""
+        A blob whose read fails is read again (or checked against the store's own checksum)
+        before it is called corrupt; reads that disagree are reported as a transport problem.
+        With ``quarantine`` only blobs proven corrupt are moved aside, and none at all when so
+        many fail that the store or the transport is suspect (see ``registry.verifying``).
+        A re-put of the original bytes restores a quarantined blob."""
         records = self.catalog.list_blobs()
-        problems: list[BlobProblem] = []
-        checked = size = 0
-        for record in records:
-            try:
-                size += self.blobs.check(record.digest)
-            except BlobNotFoundError as exc:
-                problems.append(BlobProblem(record.digest, "missing", str(exc)))
-            except CorruptBlobError as exc:
-                problems.append(BlobProblem(record.digest, "corrupt", str(exc)))
-                if quarantine:
-                    self.blobs.quarantine(record.digest)
-            checked += 1
-            if progress is not None:
-                progress(checked, len(records))
+        found = scan(self.blobs, records, progress)
+        judged = [judge(self.blobs, record, first) for record, first in found.suspects]
+        suspect = suspect_store(found)
+        quarantined: list[str] = []
+        if quarantine and suspect is None:
+            for problem in judged:
+                if problem.problem == CORRUPT:
+                    self.blobs.quarantine(problem.digest)
+                    quarantined.append(problem.digest)
         known = {record.digest for record in records}
         orphans = [info.digest for info in self.blobs.list() if info.digest not in known]
-        return VerifyReport(checked, size, problems, orphans)
+        return VerifyReport(
+            found.checked,
+            found.size,
+            [*found.missing, *judged],
+            orphans,
+            quarantined=quarantined,
+            store_suspect=suspect,
+        )
 
     def gc(self, grace: timedelta = timedelta(hours=24), *, dry_run: bool = True) -> GcReport:
         """Delete blobs no row references that are older than ``grace`` (a dry run by default)."""
-        cutoff = utcnow() - grace
+        try:
+            cutoff = utcnow() - grace
+        except OverflowError as exc:
+            raise ConfigError(
+                f"a grace period of {grace} reaches before year 1: use at most 100 years"
+            ) from exc
         listed = list(self.blobs.list())
         old: list[BlobInfo] = [info for info in listed if info.modified <= cutoff]
         by_digest = {info.digest: info for info in old}

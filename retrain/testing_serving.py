@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
     from models.preprocessing import Preprocessor
     from registry.store import Registry
-    from serving.app import ModelServer
     from serving.faults import FaultInjector
     from serving.follower import AliasFollower
+    from serving.limits import ServeLimits
+    from serving.server import ModelServer
 
 
 __all__ = ["InProcessServer", "register_test_bundle", "sample_preprocessor", "serve_in_process"]
@@ -57,10 +58,12 @@ def serve_in_process(
     *,
     clock: ManualClock | None = None,
     faults: FaultInjector | None = None,
+    limits: ServeLimits | None = None,
 ) -> Iterator[InProcessServer]:
     """``serving.app.create_app`` on ``clock`` (a fresh ``ManualClock`` by default), started
     (start-up repair, first poll, previous champions warmed) with no polling thread; requests go
-    through Starlette's in-process test client, background tasks finished before it returns."""
+    through Starlette's in-process test client, background tasks finished before it returns.
+    ``limits`` are the server's request limits and credentials (``ServeLimits()`` by default)."""
     from serving.app import create_app
 
     with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client; httpx works
@@ -75,6 +78,7 @@ def serve_in_process(
         clock=clock.time,
         monotonic=clock.monotonic,
         poll_in_background=False,
+        limits=limits,
     )
     with TestClient(app, base_url="http://model-server") as client:
         yield InProcessServer(client, app.state.server, clock)

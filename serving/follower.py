@@ -2,8 +2,9 @@
 
 A background thread polls the catalog every ``poll_interval_s``. A version it has not seen is
 loaded and verified *before* the route changes; a bundle that fails to load is never swapped in
-(the error is reported and the old route stays). Recently served versions stay warm in memory,
-so moving the champion back (a rollback) needs no load and no blob store.
+(the error is reported and the old route stays). A bundle that failed verification is not
+tried again on every poll: ``serving.load_backoff`` paces the retries. Recently served versions
+stay warm in memory, so moving the champion back (a rollback) needs no load and no blob store.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from registry.champions import previous_champion
 from registry.errors import BundleLoadError
+from registry.hashing import parse_digest
 from registry.release import ReleaseState, ReleaseStateReader, repair_releases
+from serving.load_backoff import LoadBackoff
 from serving.routing import LoadedModel, Route
 
 if TYPE_CHECKING:
@@ -31,26 +34,43 @@ log = logging.getLogger(__name__)
 
 def load_version(registry: Registry, model: str, version: int) -> LoadedModel:
     """Load and verify the bundle of ``model`` ``version``; ``BundleLoadError`` if it fails."""
-    from models.bundle import load_bundle
-
     try:
         record = registry.catalog.get_model_version(model, version)
-        bundle = load_bundle(registry.get_bytes, record.bundle_digest)
     except Exception as exc:
         raise BundleLoadError(f"{model} v{version} failed to load: {exc}") from exc
-    digest = getattr(bundle, "digest", record.bundle_digest)
-    if digest != record.bundle_digest:
+    return load_digest(registry, model, version, record.bundle_digest)
+
+
+def load_digest(registry: Registry, model: str, version: int, digest: str) -> LoadedModel:
+    """Load and verify bundle ``digest`` as ``model`` ``version``; ``BundleLoadError`` if not.
+
+    Blob sizes are asked of the store first, so an oversized blob is refused unread.
+    """
+    from models.bundle import load_bundle
+
+    def stored_size(blob: str) -> int | None:
+        info = registry.blobs.stat(parse_digest(blob))
+        return None if info is None else info.size
+
+    try:
+        bundle = load_bundle(registry.get_bytes, digest, size_of=stored_size)
+    except Exception as exc:
+        raise BundleLoadError(f"{model} v{version} failed to load: {exc}") from exc
+    loaded_digest = getattr(bundle, "digest", digest)
+    if loaded_digest != digest:
         raise BundleLoadError(
-            f"{model} v{version} bundle digest {digest} != registered {record.bundle_digest}"
+            f"{model} v{version} bundle digest {loaded_digest} != registered {digest}"
         )
-    return LoadedModel(model, version, record.bundle_digest, bundle, datetime.now(UTC))
+    return LoadedModel(model, version, digest, bundle, datetime.now(UTC))
 
 
 class AliasFollower:
     """Keeps one ``Route`` per served model in step with the registry.
 
     ``clock`` (wall time: lease expiries, the last poll) and ``monotonic`` (retry and repair
-    pacing) default to the system's; tests pass a manual clock and call ``poll_once``.
+    pacing) default to the system's; tests pass a manual clock and call ``poll_once``. A
+    version that failed to load is retried after ``retry_failed_s``; a bad bundle's wait then
+    doubles with each failure, up to ``max_backoff_s``.
     """
 
     def __init__(
@@ -61,6 +81,7 @@ class AliasFollower:
         poll_interval_s: float = 0.2,
         warm_versions: int = 4,
         retry_failed_s: float = 5.0,
+        max_backoff_s: float = 1800.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -78,9 +99,12 @@ class AliasFollower:
         self._reader = ReleaseStateReader(registry.catalog, clock=clock)
         self._warm: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._warm_limit = max(2, warm_versions)
-        self._failed_at: dict[tuple[str, int], float] = {}
+        self._backoff = LoadBackoff(
+            retry_s=retry_failed_s, max_backoff_s=max_backoff_s, monotonic=monotonic
+        )
+        self._digests: dict[tuple[str, int], str] = {}
+        self._aimed: dict[str, set[int]] = {}  # versions the aliases pointed at, last poll
         self._repaired_at: dict[str, float] = {}
-        self._retry_failed_s = retry_failed_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -126,6 +150,7 @@ class AliasFollower:
         self.desired[model] = state
         if state.orphaned:  # routed at 0% already; also clean the registry, now and then
             self._repair(model)
+        self._note_aims(model, state)
         old = self.routes.get(model)
         champion = old.champion if old is not None else None
         if state.champion is not None and (champion is None or champion.version != state.champion):
@@ -148,24 +173,48 @@ class AliasFollower:
         except Exception as exc:
             log.warning("could not repair the release of %s: %s", model, exc)
 
+    def _note_aims(self, model: str, state: ReleaseState) -> None:
+        """An alias newly pointed at a version asks for a fresh try, even of a bad bundle."""
+        aimed = {v for v in (state.champion, state.canary) if v is not None}
+        for version in aimed - self._aimed.get(model, set()):
+            key = (model, version)
+            try:
+                digest: str | None = self._digest_of(key)
+            except Exception:  # the load attempt will report it
+                digest = None
+            self._backoff.reaimed(key, digest)
+        self._aimed[model] = aimed
+
+    def _digest_of(self, key: tuple[str, int]) -> str:
+        digest = self._digests.get(key)
+        if digest is None:
+            digest = self.registry.catalog.get_model_version(*key).bundle_digest
+            self._digests[key] = digest  # a version's bundle never changes
+        return digest
+
     def _get(self, model: str, version: int) -> LoadedModel | None:
         key = (model, version)
         loaded = self._warm.get(key)
         if loaded is not None:
             self._warm.move_to_end(key)
             return loaded
-        failed_at = self._failed_at.get(key)
-        if failed_at is not None and self.monotonic() - failed_at < self._retry_failed_s:
+        digest = self._digests.get(key)
+        if not self._backoff.due(key, digest):
             return None
         try:
-            loaded = load_version(self.registry, model, version)
-        except Exception as exc:  # reported, never swapped in
-            self._failed_at[key] = self.monotonic()
+            digest = self._digest_of(key)
+            if self._backoff.due(key, digest):
+                loaded = load_digest(self.registry, model, version, digest)
+            else:  # another version with the same bundle failed: no new attempt
+                self.load_errors[key] = self._backoff.bad_error(digest) or "bad bundle"
+                return None
+        except Exception as exc:  # reported, never swapped in; counted once per attempt
+            self._backoff.failed(key, digest, exc)
             self.load_errors[key] = str(exc)
             self.load_failures[key] = self.load_failures.get(key, 0) + 1
             log.error("not swapping in %s v%s: %s", model, version, exc)
             return None
-        self._failed_at.pop(key, None)
+        self._backoff.loaded(key, digest)
         self.load_errors.pop(key, None)
         self._keep_warm(loaded)
         return loaded
@@ -195,6 +244,15 @@ class AliasFollower:
             log.warning("could not warm previous champions: %s", exc)
 
     # -- reporting ---------------------------------------------------------------------------
+    def _retry_waits(self, model: str) -> dict[str, float]:
+        """Seconds until each failed version of ``model`` is tried again."""
+        waits = {}
+        for m, v in list(self.load_errors):
+            wait = self._backoff.retry_in_s((m, v), self._digests.get((m, v)))
+            if m == model and wait is not None:
+                waits[str(v)] = wait
+        return waits
+
     def warm_versions(self, model: str) -> list[int]:
         """Versions of ``model`` held in memory."""
         return sorted(v for (m, v) in list(self._warm) if m == model)
@@ -231,6 +289,7 @@ class AliasFollower:
             },
             "warm_versions": self.warm_versions(model),
             "load_errors": {str(v): msg for (m, v), msg in self.load_errors.items() if m == model},
+            "load_retry_in_s": self._retry_waits(model),
             "poll_error": self.last_poll_error,
             "last_poll_age_s": round(self.clock() - self.last_poll_at, 3),
         }

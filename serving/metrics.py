@@ -2,6 +2,7 @@
 
 The hot path only bumps plain integers in ``StatsBook``; this collector turns them into
 Prometheus families when scraped, so serving a request never touches prometheus_client locks.
+A refused request (malformed, over a limit, unauthenticated) moves no series here.
 """
 
 from __future__ import annotations
@@ -51,9 +52,6 @@ class ServerCollector:
         errors = CounterMetricFamily(
             "retrain_predict_errors", "Predict requests the model failed (5xx).", labels=LABELS
         )
-        invalid = CounterMetricFamily(
-            "retrain_predict_invalid", "Predict requests rejected as malformed.", labels=LABELS
-        )
         latency = HistogramMetricFamily(
             "retrain_predict_latency_seconds", "Server-side predict latency.", labels=LABELS
         )
@@ -73,7 +71,6 @@ class ServerCollector:
             lv = [s.model, str(s.version), s.variant]
             requests.add_metric(lv, s.requests)
             errors.add_metric(lv, s.errors)
-            invalid.add_metric(lv, s.invalid)
             latency.add_metric(lv, _buckets(LATENCY_EDGES_S, s.latency_counts), s.latency_sum)
             predictions.add_metric(
                 lv, _buckets(PREDICTION_EDGES, s.prediction_counts), s.prediction_sum
@@ -93,7 +90,7 @@ class ServerCollector:
         )
         for (model, version), count in self._load_failures().items():
             failures.add_metric([model, str(version)], count)
-        yield from (requests, errors, invalid, latency, predictions, feedback, loss, correct)
+        yield from (requests, errors, latency, predictions, feedback, loss, correct)
         yield from (weight, failures)
 
     def describe(self) -> list[Any]:

@@ -25,6 +25,11 @@ class LoadedModel:
     bundle: Any  # models.bundle.ModelBundle (anything with .predict(instances))
     loaded_at: datetime
 
+    def label_range(self) -> tuple[float, float]:
+        """The feedback labels this version accepts: its task and training target decide."""
+        bounds: tuple[float, float] = self.bundle.preprocessor.label_range(self.bundle.task)
+        return bounds
+
 
 def sticky_bucket(model: str, key: str) -> float:
     """A stable position in [0, 100) for ``key``: the same caller always lands in one place.

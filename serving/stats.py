@@ -3,12 +3,15 @@
 Everything is a cumulative counter or a cumulative histogram with fixed bucket edges, the same
 shape Prometheus scrapes: a canary analysis takes two snapshots and subtracts them, whether the
 snapshots come from this book (``GET /v1/models/<name>:stats``) or from PromQL.
-Only the event loop thread writes here, so plain integers need no lock.
+Only the event loop thread writes here (predictions are computed on worker threads, counted
+back on the loop), so plain integers need no lock. A request the server refuses (malformed,
+over a limit, unauthenticated) counts nowhere: only answers and the model's own failures do.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
@@ -17,6 +20,7 @@ from typing import Any
 __all__ = [
     "LATENCY_EDGES_S",
     "PREDICTION_EDGES",
+    "Answer",
     "FeedbackLog",
     "SeriesStats",
     "StatsBook",
@@ -40,7 +44,6 @@ class SeriesStats:
         "feedback_count",
         "feedback_loss_sum",
         "instances",
-        "invalid",
         "latency_counts",
         "latency_sum",
         "model",
@@ -56,7 +59,6 @@ class SeriesStats:
         self.model, self.version, self.variant = model, version, variant
         self.requests = 0
         self.errors = 0
-        self.invalid = 0
         self.instances = 0
         self.latency_counts = [0] * (len(LATENCY_EDGES_S) + 1)
         self.latency_sum = 0.0
@@ -102,7 +104,6 @@ class SeriesStats:
             "variant": self.variant,
             "requests": self.requests,
             "errors": self.errors,
-            "invalid": self.invalid,
             "instances": self.instances,
             "latency": {"counts": list(self.latency_counts), "sum": self.latency_sum},
             "predictions": {"counts": list(self.prediction_counts), "sum": self.prediction_sum},
@@ -166,24 +167,73 @@ def _quantiles(values: list[float]) -> dict[str, float | int | None]:
     return {"count": n, "p50": at(0.50), "p95": at(0.95), "p99": at(0.99)}
 
 
-class FeedbackLog:
-    """Which version answered which request id, bounded, so late labels find their series."""
+class Answer:
+    """What one request was answered with, kept until its labels arrive."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._capacity = capacity
+    __slots__ = ("high", "low", "predictions", "series")
+
+    def __init__(
+        self, series: SeriesStats, predictions: Sequence[float], label_range: tuple[float, float]
+    ) -> None:
+        self.series = series
+        # 8 bytes a prediction instead of a list of float objects (~32 bytes each).
+        self.predictions = array("d", predictions)
+        self.low, self.high = label_range
+
+
+class FeedbackLog:
+    """Which version answered which request id, so late labels find their series.
+
+    Bounded twice: at most ``capacity`` answers, holding at most ``max_predictions``
+    predictions all together; the oldest answers go first (their labels then count as unknown).
+    """
+
+    def __init__(self, capacity: int = 200_000, max_predictions: int = 1_000_000) -> None:
+        self._capacity, self._max_predictions = capacity, max_predictions
+        self._held = 0
         # Ordered: dropping the oldest is O(1); a plain dict's next(iter()) scans the slots
         # its earlier deletions left behind, tens of microseconds a request once full.
-        self._entries: OrderedDict[str, tuple[SeriesStats, list[float]]] = OrderedDict()
+        self._entries: OrderedDict[str, Answer] = OrderedDict()
 
-    def remember(self, request_id: str, series: SeriesStats, predictions: list[float]) -> None:
-        """Keep the answer of ``request_id``; the oldest entry goes when full."""
-        if len(self._entries) >= self._capacity:
-            self._entries.popitem(last=False)
-        self._entries[request_id] = (series, predictions)
+    def remember(
+        self,
+        request_id: str,
+        series: SeriesStats,
+        predictions: Sequence[float],
+        label_range: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        """Keep the answer of ``request_id`` (labels must lie in ``label_range``); the oldest
+        answers go to make room. An id already held is replaced: callers check ``in`` first."""
+        if len(predictions) > self._max_predictions:
+            return  # larger than the whole log: its labels will count as unknown
+        self.pop(request_id)
+        while self._entries and (
+            len(self._entries) >= self._capacity
+            or self._held + len(predictions) > self._max_predictions
+        ):
+            _, oldest = self._entries.popitem(last=False)
+            self._held -= len(oldest.predictions)
+        self._entries[request_id] = Answer(series, predictions, label_range)
+        self._held += len(predictions)
 
-    def pop(self, request_id: str) -> tuple[SeriesStats, list[float]] | None:
-        """The series and predictions of ``request_id``, forgotten once labelled."""
-        return self._entries.pop(request_id, None)
+    def get(self, request_id: str) -> Answer | None:
+        """The answer of ``request_id``, kept."""
+        return self._entries.get(request_id)
+
+    def pop(self, request_id: str) -> Answer | None:
+        """The answer of ``request_id``, forgotten once labelled."""
+        found = self._entries.pop(request_id, None)
+        if found is not None:
+            self._held -= len(found.predictions)
+        return found
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def held(self) -> int:
+        """Predictions held, all answers together."""
+        return self._held

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data.drift_events import signal_drift
 from tasks.data.sources import load_frame
 from tasks.pipeline.recipe import Steps
-from tasks.pipeline.runs import find_completed_run, freeze_holdout, record_run
+from tasks.pipeline.runs import find_completed_run, record_run
 from tasks.pipeline.steps import (
     check_contract,
     gate_candidate,
@@ -43,7 +43,6 @@ PREFECT_STEPS = Steps(
     train=task(name="train-candidate", cache_policy=NO_CACHE)(train_candidate),
     gate=task(name="evaluate-candidate", cache_policy=NO_CACHE)(gate_candidate),
     release=task(name="release-candidate", cache_policy=NO_CACHE)(run_canary),
-    freeze_holdout=task(name="freeze-promoted-holdout", cache_policy=NO_CACHE)(freeze_holdout),
     record=task(name="record-retrain", cache_policy=NO_CACHE)(record_run),
 )
 """The retrain's steps, each run as a Prefect task (see ``tasks.pipeline.recipe``)."""

@@ -4,8 +4,10 @@ Every request carries either
 
 - ``Authorization: Bearer <token>``, or
 - an HMAC-SHA256 signature: ``X-Retrain-Timestamp: <unix seconds>`` and
-  ``X-Retrain-Signature: sha256=<hex of HMAC(secret, "<timestamp>.<body>")>``; a timestamp
-  more than five minutes away from the receiver's clock is refused (replays).
+  ``X-Retrain-Signature: sha256=<hex of HMAC(secret, "<timestamp>.<body>")>``; the timestamp
+  is whole unix seconds (digits only: ``nan``, ``1e9`` or ``-5`` are refused with 400, so no
+  timestamp escapes the window), and one more than five minutes away from the receiver's clock
+  is refused (replays).
 
 Both are compared in constant time. ``sign_body`` is the sender's half (the CLI and benchmarks
 use it); ``RequestAuth`` is the receiver's.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
@@ -32,6 +35,8 @@ __all__ = [
 MAX_SIGNATURE_AGE_S = 300.0
 TIMESTAMP_HEADER = "x-retrain-timestamp"
 SIGNATURE_HEADER = "x-retrain-signature"
+# Whole seconds, as sign_body writes them; 12 digits reach the year 33658.
+_STAMP = re.compile(r"[0-9]{1,12}")
 
 
 class Refused(Exception):
@@ -89,11 +94,10 @@ class RequestAuth:
         signature = headers.get(SIGNATURE_HEADER)
         if self._secret is None or not stamp or not signature:
             raise Refused(401, "missing credentials: a bearer token or a signed timestamp")
-        try:
-            sent = float(stamp)
-        except ValueError:
-            raise Refused(400, f"{TIMESTAMP_HEADER} must be unix seconds") from None
-        if abs(time.time() - sent) > self._max_age_s:
+        if not _STAMP.fullmatch(stamp):
+            # float() would take "nan", which is never "too old": a signature valid forever.
+            raise Refused(400, f"{TIMESTAMP_HEADER} must be whole unix seconds (digits only)")
+        if abs(time.time() - int(stamp)) > self._max_age_s:
             raise Refused(401, "timestamp is more than 5 minutes off; sign again and resend")
         given = signature.removeprefix("sha256=").strip().encode()
         if not hmac.compare_digest(given, _mac(self._secret, stamp, body).encode()):

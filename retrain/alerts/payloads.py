@@ -12,27 +12,72 @@ Sources and how an alert names its model and is deduplicated:
   Dedup key: ``report_id`` when given, else the body's hash.
 - ``generic``: ``{"model": ..., "status": "firing"|"resolved", "reason": ..., "dedup_key": ...}``.
 
-Nothing here does I/O; a malformed document raises ``AlertPayloadError`` (a 4xx).
+Nothing here does I/O. A body that cannot be taken whole raises ``AlertPayloadError`` (a 4xx)
+and nothing of it is stored: not JSON, too deep, odd numbers, NUL or lone surrogates anywhere
+(``retrain.alerts.bodies``), more than ``MAX_ALERTS`` alerts (413), a label over
+``MAX_LABEL_CHARS`` or an annotation over ``MAX_ANNOTATION_CHARS`` characters, or any other
+wrong shape (422 naming the field). One exception, inside an otherwise sound Alertmanager or
+Grafana group: an alert whose model label breaks the model-name rule is left out and reported
+in ``ParsedAlerts.invalid`` (the rest of the group is stored), as an unknown model would be;
+the label itself is never stored or echoed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from registry.errors import AlertPayloadError
+from retrain.alerts.bodies import read_json_object
 from retrain.config.spec_yaml import MODEL_NAME_PATTERN, describe_first_error
 
-__all__ = ["SOURCES", "AlertSignal", "parse_alerts"]
+__all__ = [
+    "MAX_ALERTS",
+    "MAX_ANNOTATION_CHARS",
+    "MAX_LABEL_CHARS",
+    "SOURCES",
+    "AlertSignal",
+    "ParsedAlerts",
+    "parse_alerts",
+]
 
+MAX_ALERTS = 1000  # per body; Alertmanager's webhook_config `max_alerts` keeps a group below it
+MAX_LABEL_CHARS = 1024
+MAX_ANNOTATION_CHARS = 8192
+MODEL_RULE = (
+    "lowercase letters, digits and '-', 2-48 characters, a letter first and no '-' last "
+    "(e.g. loan-default)"
+)
 Status = Literal["firing", "resolved"]
 _MODEL_LABELS = ("model", "retrain_model", "ml_model")
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _Doc = TypeVar("_Doc", bound=BaseModel)
+
+
+def _model_name(value: str) -> str:
+    # A message of our own: pydantic's pattern error would echo the value back to the sender.
+    if not _MODEL_NAME.fullmatch(value):
+        raise ValueError(f"not a model name; use {MODEL_RULE}")
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
+Label = Annotated[str, StringConstraints(max_length=MAX_LABEL_CHARS)]
+Labels = dict[Label, Label]
+Annotations = dict[Label, Annotated[str, StringConstraints(max_length=MAX_ANNOTATION_CHARS)]]
 
 
 @dataclass(frozen=True)
@@ -46,58 +91,62 @@ class AlertSignal:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ParsedAlerts:
+    """What a body holds: the signals to store, and the alerts of a group left out (index and
+    reason: a model label that breaks the model-name rule, never echoed)."""
+
+    signals: list[AlertSignal]
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class _WebhookAlert(_Open):
     status: Status
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    fingerprint: str = ""
-    startsAt: str | None = None
+    labels: Labels = Field(default_factory=dict)
+    annotations: Annotations = Field(default_factory=dict)
+    fingerprint: str = Field(default="", max_length=MAX_LABEL_CHARS)
+    startsAt: str | None = Field(default=None, max_length=64)
 
 
 class _Webhook(_Open):
     """Alertmanager v4 and Grafana unified alerting share this shape."""
 
-    version: str = "4"
-    groupKey: str = Field(min_length=1)
+    version: str = Field(default="4", max_length=64)
+    groupKey: str = Field(min_length=1, max_length=MAX_ANNOTATION_CHARS)
     status: Status
-    receiver: str = ""
-    alerts: list[_WebhookAlert] = Field(min_length=1)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
+    receiver: str = Field(default="", max_length=MAX_LABEL_CHARS)
+    alerts: list[_WebhookAlert] = Field(min_length=1, max_length=MAX_ALERTS)
+    commonLabels: Labels = Field(default_factory=dict)
 
 
 class _Evidently(_Open):
-    model: str = Field(pattern=MODEL_NAME_PATTERN)
+    model: ModelName
     status: Status = "firing"
     drift_share: float | None = Field(default=None, ge=0.0, le=1.0)
-    drifted_columns: list[str] = Field(default_factory=list)
-    dataset: str | None = None
+    drifted_columns: list[Label] = Field(default_factory=list)
+    dataset: Label | None = None
     report_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class _Generic(_Open):
-    model: str = Field(pattern=MODEL_NAME_PATTERN)
+    model: ModelName
     status: Status = "firing"
     reason: str = Field(default="", max_length=2000)
     dedup_key: str | None = Field(default=None, min_length=1, max_length=200)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
 
-def parse_alerts(source: str, body: bytes) -> list[AlertSignal]:
-    """The signals in ``body`` sent by ``source``; ``AlertPayloadError`` for a bad document."""
+def parse_alerts(source: str, body: bytes) -> ParsedAlerts:
+    """What ``body`` sent by ``source`` holds; ``AlertPayloadError`` (a 4xx) for a body that
+    cannot be taken whole: nothing of it may be stored then."""
     parser = SOURCES.get(source)
     if parser is None:
         raise AlertPayloadError(f"unknown alert source {source!r}", status=404)
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AlertPayloadError(f"body is not JSON: {exc}", status=400) from exc
-    if not isinstance(document, dict):
-        raise AlertPayloadError("body must be a JSON object", status=400)
-    return parser(document, body)
+    return parser(read_json_object(body), body)
 
 
 def _validate(shape: type[_Doc], document: dict[str, Any]) -> _Doc:
@@ -108,48 +157,75 @@ def _validate(shape: type[_Doc], document: dict[str, Any]) -> _Doc:
         raise AlertPayloadError(describe_first_error(exc, shape)) from exc
 
 
-def _webhook(source: str) -> Callable[[dict[str, Any], bytes], list[AlertSignal]]:
-    def parse(document: dict[str, Any], body: bytes) -> list[AlertSignal]:
+def _webhook(source: str) -> Callable[[dict[str, Any], bytes], ParsedAlerts]:
+    def parse(document: dict[str, Any], body: bytes) -> ParsedAlerts:
+        alerts = document.get("alerts")
+        if isinstance(alerts, list) and len(alerts) > MAX_ALERTS:  # before validating them all
+            raise AlertPayloadError(
+                f"{len(alerts)} alerts in one body, more than {MAX_ALERTS}: set max_alerts: "
+                f"{MAX_ALERTS} (or fewer) in the webhook configuration",
+                status=413,
+            )
         hook = _validate(_Webhook, document)
-        per_model: dict[str, list[_WebhookAlert]] = {}
-        for alert in hook.alerts:
-            labels = {**hook.commonLabels, **alert.labels}
-            model = next((labels[k] for k in _MODEL_LABELS if labels.get(k)), None)
-            if model is not None:
-                per_model.setdefault(model, []).append(alert)
+        per_model, invalid = _group_by_model(hook)
         if not per_model:
-            raise AlertPayloadError("no alert carries a `model` label naming the model")
+            first = f": {invalid[0]['error']}" if invalid else ""
+            raise AlertPayloadError(f"no alert carries a `model` label naming the model{first}")
         signals = []
-        for model, alerts in sorted(per_model.items()):
-            status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
-            fingerprints = sorted(a.fingerprint or _hash(a.labels) for a in alerts)
+        for model, group in sorted(per_model.items()):
+            status = "firing" if any(a.status == "firing" for a in group) else "resolved"
+            fingerprints = sorted(a.fingerprint or _hash(a.labels) for a in group)
             key = _hash([hook.groupKey, status, fingerprints, model])
             payload = {
                 "groupKey": hook.groupKey,
                 "receiver": hook.receiver,
-                "alerts": [a.model_dump(exclude_none=True) for a in alerts],
+                "alerts": [a.model_dump(exclude_none=True) for a in group],
             }
             signals.append(AlertSignal(source, model, status, f"{source}:{key}", payload))
-        return signals
+        return ParsedAlerts(signals, invalid)
 
     return parse
 
 
-def _evidently(document: dict[str, Any], body: bytes) -> list[AlertSignal]:
+def _group_by_model(
+    hook: _Webhook,
+) -> tuple[dict[str, list[_WebhookAlert]], list[dict[str, Any]]]:
+    """The group's alerts per model; alerts whose model label breaks the model-name rule are
+    left out and reported (by index), like an unknown model they must not silence the rest."""
+    per_model: dict[str, list[_WebhookAlert]] = {}
+    invalid: list[dict[str, Any]] = []
+    for index, alert in enumerate(hook.alerts):
+        labels = {**hook.commonLabels, **alert.labels}
+        name = next((k for k in _MODEL_LABELS if labels.get(k)), None)
+        if name is None:
+            continue
+        if not _MODEL_NAME.fullmatch(labels[name]):
+            where = f"alerts[{index}].labels" if name in alert.labels else "commonLabels"
+            error = f"{where}.{name}: not a model name; use {MODEL_RULE}"
+            invalid.append({"index": index, "error": error})
+            continue
+        per_model.setdefault(labels[name], []).append(alert)
+    return per_model, invalid
+
+
+def _evidently(document: dict[str, Any], body: bytes) -> ParsedAlerts:
     alert = _validate(_Evidently, document)
     key = alert.report_id or _hash_bytes(body)
     payload = alert.model_dump(exclude_none=True)
-    return [AlertSignal("evidently", alert.model, alert.status, f"evidently:{key}", payload)]
+    signal = AlertSignal("evidently", alert.model, alert.status, f"evidently:{key}", payload)
+    return ParsedAlerts([signal])
 
 
-def _generic(document: dict[str, Any], body: bytes) -> list[AlertSignal]:
+def _generic(document: dict[str, Any], body: bytes) -> ParsedAlerts:
     alert = _validate(_Generic, document)
     key = alert.dedup_key or _hash_bytes(body)
     payload = alert.model_dump(exclude_none=True)
-    return [AlertSignal("generic", alert.model, alert.status, f"generic:{key}", payload)]
+    return ParsedAlerts(
+        [AlertSignal("generic", alert.model, alert.status, f"generic:{key}", payload)]
+    )
 
 
-SOURCES: dict[str, Callable[[dict[str, Any], bytes], list[AlertSignal]]] = {
+SOURCES: dict[str, Callable[[dict[str, Any], bytes], ParsedAlerts]] = {
     "alertmanager": _webhook("alertmanager"),
     "grafana": _webhook("grafana"),
     "evidently": _evidently,

@@ -6,22 +6,30 @@ Routes: ``POST /alerts/alertmanager`` (Alertmanager webhook v4), ``/alerts/grafa
 
 Every request is authenticated by a bearer token or an HMAC signature (``retrain.alerts.auth``;
 a bearer token is checked before the body is read). The body is capped at 1 MiB, by
-``Content-Length`` and while streaming, before anything parses it (413). The answer is 202
-only once every alert is stored in the registry inbox under its dedup key; the decision
-(start, fold, ignore) is taken asynchronously by ``retrain.alerts.dispatch.AlertDispatcher``,
-so acknowledgement stays fast.
+``Content-Length`` and while streaming, before anything parses it (413), and must arrive
+within ``body_timeout_s`` (408: a slow drip cannot hold a request open). The answer is 202
+only once every alert of the body is stored in the registry inbox under its dedup key, in one
+transaction; the decision (start, fold, ignore) is taken asynchronously by
+``retrain.alerts.dispatch.AlertDispatcher``, so acknowledgement stays fast.
+
+The database is never touched on the event loop: inbox writes and registered-pipeline reads
+run on ``retrain.alerts.inbox_writer.InboxWriter``'s thread, awaited at most
+``store_timeout_s``, then 503 with ``Retry-After``; ``/healthz`` answers throughout. Bodies
+over 64 KiB are parsed off the loop too.
 
 An alert for a model with no registered pipeline is stored, marked ``ignored`` and listed
-under ``unknown_models`` in the 202 answer: one Alertmanager group may mix models, and refusing
-the whole notification for one of them would lose the others. A sender's mistake always gets a
-4xx; only an unreachable registry gets a 503 (so the sender retries).
+under ``unknown_models``: one Alertmanager group may mix models, and refusing it whole would
+lose the others. So, too, an alert whose model label breaks the model-name rule is left out
+and listed (by index) under ``invalid_alerts``. A sender's mistake always gets a 4xx; only an
+unreachable or busy registry gets a 503 (so the sender retries).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +39,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from registry.errors import AlertPayloadError, RegistryError
+from registry.errors import AlertPayloadError, ConfigError, RegistryError, RetrainError
+from registry.inbox import NewAlert
 from retrain.alerts.auth import MAX_SIGNATURE_AGE_S, Refused, RequestAuth
+from retrain.alerts.bodies import read_capped
 from retrain.alerts.dispatch import AlertDispatcher
+from retrain.alerts.inbox_writer import InboxWriter
 from retrain.alerts.launchers import PrefectLauncher, RetrainLauncher
-from retrain.alerts.payloads import SOURCES, AlertSignal, parse_alerts
+from retrain.alerts.payloads import SOURCES, AlertSignal, ParsedAlerts, parse_alerts
 from retrain.config.spec_store import PipelineSummary, list_registered_pipelines
 
 if TYPE_CHECKING:
@@ -43,9 +54,20 @@ if TYPE_CHECKING:
     from registry.store import Registry
     from retrain.config.settings import Settings
 
-__all__ = ["MAX_BODY_BYTES", "app_from_environment", "create_app", "create_app_from_settings"]
+__all__ = [
+    "BODY_TIMEOUT_S",
+    "MAX_BODY_BYTES",
+    "STORE_TIMEOUT_S",
+    "app_from_environment",
+    "create_app",
+    "create_app_from_settings",
+]
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_S = 10.0  # a whole body, headers excepted: 1 MiB at 100 KiB/s
+STORE_TIMEOUT_S = 5.0  # how long a request waits for a busy database before its 503
+# Parsing a body this large may take milliseconds (a hostile one up to ~0.2 s): off the loop.
+_PARSE_OFF_LOOP_BYTES = 64 * 1024
 log = logging.getLogger(__name__)
 # Background work waits for this long without a request before it counts as quiet.
 _QUIET_S = 0.02
@@ -60,6 +82,11 @@ class _ModelDirectory:
         self._ttl_s = ttl_s
         self._models: dict[str, PipelineSummary] = {}
         self._read_at = float("-inf")
+
+    @property
+    def known(self) -> Mapping[str, PipelineSummary]:
+        """As last read, without reading (for the event loop)."""
+        return self._models
 
     def __call__(self) -> Mapping[str, PipelineSummary]:
         if time.monotonic() - self._read_at > self._ttl_s:
@@ -95,6 +122,8 @@ def create_app(
     hmac_secret: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_signature_age_s: float = MAX_SIGNATURE_AGE_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
+    store_timeout_s: float = STORE_TIMEOUT_S,
     sweep_interval_s: float = 30.0,
     models_ttl_s: float = 5.0,
     clock: Callable[[], float] = time.time,
@@ -113,16 +142,44 @@ def create_app(
         is_busy=activity.busy,
         clock=clock,
     )
-    endpoint = _AlertEndpoint(registry, dispatcher, auth, models, activity, max_body_bytes)
+    writer = InboxWriter(_inbox_write(registry, dispatcher, models), store_timeout_s)
+    endpoint = _AlertEndpoint(
+        dispatcher, writer, auth, models, activity, (max_body_bytes, body_timeout_s)
+    )
     app = Starlette(
         routes=[
             Route("/alerts/{source}", endpoint.receive, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET"]),
         ],
-        lifespan=_dispatching(dispatcher),
+        lifespan=_dispatching(dispatcher, writer),
     )
     app.state.dispatcher = dispatcher
     return app
+
+
+def _inbox_write(
+    registry: Registry, dispatcher: AlertDispatcher, models: _ModelDirectory
+) -> Callable[[Sequence[NewAlert]], Stored]:
+    """What the writer thread runs: alerts stored in one transaction, then the registered
+    pipelines re-read if stale (here, so the event loop never reads the database)."""
+
+    def write(alerts: Sequence[NewAlert]) -> Stored:
+        with dispatcher.write_lock:
+            stored = registry.catalog.add_alerts(alerts)
+        try:
+            models()
+        except RetrainError as exc:  # the alerts are stored: answer with the last list read
+            log.warning("registered pipelines not re-read: %s", exc)
+        return stored
+
+    return write
+
+
+class _Answer(JSONResponse):
+    """JSON with non-ASCII escaped: whatever an error message quotes, it always encodes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 
 class _AlertEndpoint:
@@ -131,19 +188,19 @@ class _AlertEndpoint:
 
     def __init__(
         self,
-        registry: Registry,
         dispatcher: AlertDispatcher,
+        writer: InboxWriter[NewAlert, tuple[AlertRecord, bool]],
         auth: RequestAuth,
         models: _ModelDirectory,
         activity: _Activity,
-        max_body_bytes: int,
+        body_limits: tuple[int, float],
     ) -> None:
-        self._registry = registry
         self._dispatcher = dispatcher
+        self._writer = writer
         self._auth = auth
         self._models = models
         self._activity = activity
-        self._max_body_bytes = max_body_bytes
+        self._max_body_bytes, self._body_timeout_s = body_limits
 
     async def receive(self, request: Request) -> JSONResponse:
         with self._activity:
@@ -151,43 +208,45 @@ class _AlertEndpoint:
 
     async def _handle(self, request: Request) -> JSONResponse:
         try:
-            stored, known = await self._accept(request)
+            parsed = await self._read(request)
+            stored = await self._writer.store([_new_alert(s) for s in parsed.signals])
         except (Refused, AlertPayloadError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            # An unread body stays on the connection: close it rather than wait for the rest.
+            close = {"Connection": "close"} if exc.status in (408, 413) else None
+            return _Answer({"error": str(exc)}, status_code=exc.status, headers=close)
+        except ConfigError as exc:  # a value the database refuses: nothing of the body stored
+            return _Answer({"error": str(exc)}, status_code=422)
         except RegistryError as exc:
             log.error("alert not stored: %s", exc)
-            return JSONResponse({"error": "alert inbox unavailable; retry"}, status_code=503)
+            retry = str(self._writer.retry_after_s)
+            body = {"error": f"alert inbox unavailable; retry in {retry} s"}
+            return _Answer(body, status_code=503, headers={"Retry-After": retry})
         for record, created in stored:
             if created or record.state == "received":
                 self._dispatcher.submit(record)
-        return JSONResponse(_answer(stored, known), status_code=202)
+        if parsed.invalid:
+            log.warning("%d alerts of a group left out: %s", len(parsed.invalid), parsed.invalid)
+        return _Answer(_answer(stored, self._models.known, parsed), status_code=202)
 
-    async def _accept(self, request: Request) -> tuple[Stored, Mapping[str, PipelineSummary]]:
-        """The stored alerts and the registered pipelines; ``Refused`` or a payload or registry
-        error for a request that cannot be taken."""
+    async def _read(self, request: Request) -> ParsedAlerts:
+        """The body's alerts, once the request is authenticated; ``Refused`` or a payload error
+        for one that cannot be taken."""
         source = request.path_params["source"]
         if source not in SOURCES:
             raise Refused(404, f"unknown alert source; use one of {sorted(SOURCES)}")
         authorization = request.headers.get("authorization")
         if authorization:  # checked before the body is read: a wrong token costs nothing
             self._auth.check_bearer(authorization)
-        body = await _read_capped(request, self._max_body_bytes)
+        body = await read_capped(request, self._max_body_bytes, self._body_timeout_s)
         if not authorization:
             self._auth.check_signature(request.headers, body)
-        signals = parse_alerts(source, body)
-        # Inline on purpose: a short SQLite/PostgreSQL insert costs less than a hop to a
-        # worker thread and back, and hops are what stretched the tail under load.
-        stored = self._store(signals)
-        return stored, self._models()
+        if len(body) > _PARSE_OFF_LOOP_BYTES:
+            return await run_in_threadpool(parse_alerts, source, body)
+        return parse_alerts(source, body)  # small: cheaper here than a hop to a thread
 
-    def _store(self, signals: list[AlertSignal]) -> Stored:
-        with self._dispatcher.write_lock:
-            return [
-                self._registry.catalog.add_alert(
-                    s.dedup_key, source=s.source, model=s.model, status=s.status, payload=s.payload
-                )
-                for s in signals
-            ]
+
+def _new_alert(s: AlertSignal) -> NewAlert:
+    return NewAlert(s.dedup_key, s.source, s.model, s.status, s.payload)
 
 
 async def _healthz(request: Request) -> JSONResponse:
@@ -196,6 +255,7 @@ async def _healthz(request: Request) -> JSONResponse:
 
 def _dispatching(
     dispatcher: AlertDispatcher,
+    writer: InboxWriter[NewAlert, tuple[AlertRecord, bool]],
 ) -> Callable[[Starlette], Any]:
     """The app's lifespan: the dispatcher thread runs while the app is up."""
 
@@ -205,37 +265,23 @@ def _dispatching(
         try:
             yield
         finally:
+            writer.stop()
             await run_in_threadpool(dispatcher.stop)
 
     return lifespan
 
 
-def _answer(stored: Stored, known: Mapping[str, PipelineSummary]) -> dict[str, Any]:
+def _answer(
+    stored: Stored, known: Mapping[str, PipelineSummary], parsed: ParsedAlerts
+) -> dict[str, Any]:
     return {
         "alerts": [
             {"id": r.id, "model": r.model, "status": r.status, "duplicate": not created}
             for r, created in stored
         ],
         "unknown_models": sorted({r.model for r, _ in stored if r.model not in known}),
+        "invalid_alerts": parsed.invalid,
     }
-
-
-async def _read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refused(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise Refused(413, f"body larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app_from_settings(

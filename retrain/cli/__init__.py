@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from rich.text import Text
 
 from registry.errors import RetrainError
 from retrain.cli import (  # noqa: F401  (each module attaches its commands to the app)
@@ -19,13 +23,24 @@ from retrain.cli.common import err_console
 __all__ = ["main"]
 
 
-def main() -> None:
-    """Entry point of the ``retrain`` console script."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``retrain`` console script (``argv``: the arguments, default
+    ``sys.argv[1:]``)."""
     try:
-        app()
+        app(args=None if argv is None else list(argv))
     except RetrainError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
+    except OSError as exc:  # a file or socket the command could not use, named by the OS
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+def _fail(message: str) -> NoReturn:
+    """Print ``message`` as one ``error:`` line (literal text, never rich markup); exit 2."""
+    text = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    line = Text.assemble(("error:", "bold red"), " ", text)  # text, never rich markup
+    err_console.print(line, highlight=False, soft_wrap=True)
+    sys.exit(2)

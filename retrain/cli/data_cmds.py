@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from registry.errors import ConfigError
 from retrain.cli.app import app
@@ -29,7 +30,7 @@ def _load(source: str) -> pd.DataFrame:
     from tasks.data.snapshots import read_snapshot
     from tasks.data.sources import load_frame
 
-    with console.status(f"reading {source} ..."):
+    with console.status(Text(f"reading {source} ...")):
         if source.startswith("sha256:"):
             with open_registry() as registry:
                 return read_snapshot(registry, source)
@@ -52,7 +53,7 @@ def validate(
     from tasks.data.validation import record_validation, validate_frame
 
     frame = _load(data)
-    with console.status(f"validating {len(frame)} rows against {contract} ..."):
+    with console.status(Text(f"validating {len(frame)} rows against {contract} ...")):
         result = validate_frame(frame, contract, raise_on_failure=False)
     rows = result.table_rows() if show_all else [r for r in result.table_rows() if not r["ok"]]
     if rows:
@@ -60,8 +61,10 @@ def validate(
     if record:
         with open_registry() as registry:
             artifact = record_validation(registry, result, name=record)
-        console.print(f"stored as validation artifact {artifact.name} ({artifact.digest})")
-    console.print(result.summary(), highlight=False, soft_wrap=True)
+        console.print(
+            f"stored as validation artifact {artifact.name} ({artifact.digest})", markup=False
+        )
+    console.print(result.summary(), highlight=False, soft_wrap=True, markup=False)
     if not result.success:
         raise typer.Exit(1)
 
@@ -96,17 +99,20 @@ def drift(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"--{first['loc'][0]}: {first['msg']}".replace("_", "-")) from exc
+    _check_output(report, "--report")
     ref, cur = _load(reference), _load(current)
     with console.status(f"measuring drift ({len(ref)} vs {len(cur)} rows) ..."):
         result = detect_drift(ref, cur, policy)
     console.print(render_table("drift per column", result.table_rows()))
-    report.write_text(result.html, encoding="utf-8")
-    console.print(f"report saved to {report}", highlight=False)
+    _write(report, "--report", result.html.encode("utf-8"))
+    console.print(f"report saved to {report}", highlight=False, markup=False)
     if record:
         with open_registry() as registry:
             artifact = record_drift(registry, result, name=record)
-        console.print(f"stored as drift_report artifact {artifact.name} ({artifact.digest})")
-    console.print(result.summary(), highlight=False, soft_wrap=True)
+        console.print(
+            f"stored as drift_report artifact {artifact.name} ({artifact.digest})", markup=False
+        )
+    console.print(result.summary(), highlight=False, soft_wrap=True, markup=False)
     if fail_on_drift and result.drifted:
         raise typer.Exit(1)
 
@@ -129,15 +135,18 @@ def simulate_cmd(
         raise ConfigError("--rows and --severity must not be negative")
     suffix = output.suffix.lower()
     if suffix not in (".parquet", ".csv"):
-        raise ConfigError(f"{output}: write .parquet or .csv")
+        raise ConfigError(f"-o {output}: write .parquet or .csv")
+    _check_output(output, "-o")
     with console.status(f"simulating {rows} rows of {scenario} ..."):
         frame = simulate(rows, scenario=scenario, seed=seed, severity=severity)
-        output.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
-            frame.to_csv(output, index=False)
+            data = frame.to_csv(index=False).encode("utf-8")
         else:
-            output.write_bytes(to_parquet_bytes(frame))
-    console.print(f"wrote {len(frame)} rows of {scenario} to {output}", highlight=False)
+            data = to_parquet_bytes(frame)
+        _write(output, "-o", data)
+    console.print(
+        f"wrote {len(frame)} rows of {scenario} to {output}", highlight=False, markup=False
+    )
 
 
 @app.command("snapshot")
@@ -151,4 +160,22 @@ def snapshot(
     frame = _load(data)
     with open_registry() as registry, console.status(f"storing {len(frame)} rows ..."):
         snap = take_snapshot(registry, name, frame)
-    console.print(f"{snap.name} {snap.digest} rows={snap.rows}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{snap.name} {snap.digest} rows={snap.rows}", highlight=False, soft_wrap=True, markup=False
+    )
+
+
+def _check_output(path: Path, option: str) -> None:
+    """Refuse, before any work, a file to write whose folder is missing or that is a folder."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: folder {path.parent} does not exist; create it first")
+
+
+def _write(path: Path, option: str, data: bytes) -> None:
+    """Write ``data`` to ``path``; a failure (permissions, a full disk) is one line."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write ({exc.strerror})") from None

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import typer
 from pydantic import SecretStr
+from rich.text import Text
 
+from registry.errors import ConfigError
 from retrain.cli.app import app, pipelines_app
-from retrain.cli.common import console, open_registry, render_table, settings
+from retrain.cli.common import console, listen_socket, open_registry, render_table, settings
+from retrain.cli.token_file import local_token
 
 __all__ = [
     "alerts_app",
@@ -34,7 +37,8 @@ def validate(spec: Path = typer.Argument(..., help="Pipeline spec (YAML).")) -> 
     from retrain.config.specs import load_spec
 
     loaded = load_spec(spec)
-    console.print(f"[green]ok[/] {loaded.name} ({loaded.task} on {loaded.target}) {loaded.digest}")
+    what = f"{loaded.name} ({loaded.task} on {loaded.target}) {loaded.digest}"
+    console.print(Text.assemble(("ok", "green"), " ", what))
 
 
 @pipelines_app.command()
@@ -50,15 +54,24 @@ def export(
 
     specs = [load_spec(p) for p in default_spec_paths()]
     text = render_prefect_yaml(specs)
-    current = output.read_text(encoding="utf-8") if output.exists() else None
-    if check:
-        if current != text:
-            console.print(f"[red]{output} is stale[/]: run `retrain pipelines export`")
-            raise typer.Exit(1)
-        console.print(f"{output} is up to date")
-        return
-    output.write_text(text, encoding="utf-8")
-    console.print(f"wrote {output}: {len(specs) * 4} deployments of {len(specs)} pipelines")
+    try:
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if check:
+            if current != text:
+                stale = Text.assemble(
+                    (f"{output} is stale", "red"), ": run `retrain pipelines export`"
+                )
+                console.print(stale)
+                raise typer.Exit(1)
+            console.print(f"{output} is up to date", markup=False)
+            return
+        output.write_text(text, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"-o {output}: cannot be written ({reason})") from None
+    console.print(
+        f"wrote {output}: {len(specs) * 4} deployments of {len(specs)} pipelines", markup=False
+    )
 
 
 @pipelines_app.command()
@@ -83,13 +96,18 @@ def register(
     finally:
         registry.close()
     verb = "registered" if summary.created else "unchanged"
-    console.print(f"[green]{verb}[/] pipeline [bold]{loaded.name}[/] {summary.digest}")
+    console.print(
+        Text.assemble((verb, "green"), " pipeline ", (loaded.name, "bold"), f" {summary.digest}")
+    )
     if not deploy:
         return
     all_names = deployment_names(loaded.name).all
     api = prefect_api_url()
     if api is None:
-        console.print(f"No Prefect API reachable: `retrain up` will serve {', '.join(all_names)}.")
+        console.print(
+            f"No Prefect API reachable: `retrain up` will serve {', '.join(all_names)}.",
+            markup=False,
+        )
         return
     ids = apply_deployments(loaded, work_pool_name=work_pool)
     rows = [{"deployment": name, "id": ids.get(name)} for name in all_names]
@@ -97,7 +115,8 @@ def register(
     if work_pool is None:
         console.print(
             f"Runs start once they are served: restart `retrain up`, or run "
-            f"`retrain pipelines serve {loaded.name}`."
+            f"`retrain pipelines serve {loaded.name}`.",
+            markup=False,
         )
 
 
@@ -142,8 +161,9 @@ def show(name: str = typer.Argument(..., help="Pipeline (spec) name.")) -> None:
         spec = get_registered_spec(registry, name)
     finally:
         registry.close()
-    console.print(f"# {spec.name} {spec.digest}", highlight=False)
-    console.print(f"# deployments: {', '.join(deployment_names(spec.name).all)}", highlight=False)
+    console.print(f"# {spec.name} {spec.digest}", highlight=False, markup=False)
+    names = ", ".join(deployment_names(spec.name).all)
+    console.print(f"# deployments: {names}", highlight=False, markup=False)
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     console.print(text, highlight=False, markup=False, end="")
 
@@ -156,7 +176,6 @@ def serve(
 
     With nothing registered yet, the shipped specs (retrain/pipelines/*.yaml) are registered
     first, so a fresh `retrain up` has something to run."""
-    from registry.errors import ConfigError
     from retrain.config.spec_store import (
         get_registered_spec,
         list_registered_pipelines,
@@ -173,12 +192,12 @@ def serve(
         if not registered:
             for path in default_spec_paths():
                 registered.append(register_spec(registry, load_spec(path)))
-                console.print(f"registered shipped pipeline {path.stem}")
+                console.print(f"registered shipped pipeline {path.stem}", markup=False)
         wanted = names or [p.name for p in registered]
         specs = [get_registered_spec(registry, name) for name in wanted]
     finally:
         registry.close()
-    console.print(f"serving {', '.join(s.name for s in specs)}; Ctrl-C stops")
+    console.print(f"serving {', '.join(s.name for s in specs)}; Ctrl-C stops", markup=False)
     serve_deployments(specs)
 
 
@@ -192,17 +211,22 @@ def serve_alerts() -> None:
 
     cfg = settings()
     if cfg.alerts_token is None and cfg.alerts_hmac_secret is None:
-        token_file = _local_token(cfg.home)
-        console.print(f"no RETRAIN_ALERTS_TOKEN set: bearer token in {token_file}")
-        cfg = cfg.model_copy(update={"alerts_token": SecretStr(token_file.read_text().strip())})
+        token_file, token = local_token(cfg.home)
+        console.print(f"no RETRAIN_ALERTS_TOKEN set: bearer token in {token_file}", markup=False)
+        cfg = cfg.model_copy(update={"alerts_token": SecretStr(token)})
+    sock = listen_socket(cfg.alerts_host, cfg.alerts_port, "RETRAIN_ALERTS_PORT")
     if not get_current_settings().api.url:  # what the launcher checks (env or profile)
         console.print(
             "[yellow]PREFECT_API_URL is not set:[/] alerts are stored, but start no retrain "
             "until a Prefect API is configured (`retrain up` sets it)."
         )
-    receiver = create_app_from_settings(cfg)
-    console.print(f"alert receiver on http://{cfg.alerts_host}:{cfg.alerts_port}/alerts/<source>")
-    uvicorn.run(receiver, host=cfg.alerts_host, port=cfg.alerts_port, log_level="warning")
+    with sock:
+        receiver = create_app_from_settings(cfg)
+        console.print(
+            f"alert receiver on http://{cfg.alerts_host}:{cfg.alerts_port}/alerts/<source>",
+            markup=False,
+        )
+        uvicorn.Server(uvicorn.Config(receiver, log_level="warning")).run(sockets=[sock])
 
 
 @alerts_app.command()
@@ -217,7 +241,6 @@ def send(
 
     import httpx
 
-    from registry.errors import ConfigError
     from retrain.alerts.auth import sign_body
 
     cfg = settings()
@@ -229,27 +252,15 @@ def send(
         headers |= sign_body(cfg.alerts_hmac_secret.get_secret_value(), body)
     else:
         token = cfg.alerts_token.get_secret_value() if cfg.alerts_token else None
-        token = token or _local_token(cfg.home).read_text().strip()
+        token = token or local_token(cfg.home)[1]
         headers["Authorization"] = f"Bearer {token}"
     base = url or f"http://{cfg.alerts_host}:{cfg.alerts_port}"
     try:
         response = httpx.post(f"{base}/alerts/generic", content=body, headers=headers, timeout=10)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ConfigError(
             f"alert receiver at {base} unreachable ({exc}); is `retrain up` running?"
         ) from exc
     if response.status_code != 202:
         raise ConfigError(f"receiver answered {response.status_code}: {response.text.strip()}")
-    console.print(json.dumps(response.json()), highlight=False)
-
-
-def _local_token(home: Path) -> Path:
-    """A bearer token kept in the home folder (owner-only), made on first use."""
-    import secrets
-
-    path = home / "alerts-token"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-    return path
+    console.print(json.dumps(response.json()), highlight=False, markup=False)

@@ -20,6 +20,8 @@ from rich.progress import (
 )
 
 from registry.errors import ConfigError
+from registry.records import VerifyReport
+from registry.verifying import CORRUPT, STORE_INTACT, UNSTABLE
 from retrain.cli.app import models_app, registry_app
 from retrain.cli.common import console, err_console, open_registry, render_table
 
@@ -27,14 +29,20 @@ __all__ = ["parse_duration"]
 
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_DURATION_DAYS = 36500  # 100 years: longer is "never" for a grace period, and overflows
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90``, ``30s``, ``15m``, ``24h``, ``7d`` or ``2w`` as a timedelta."""
+    """``90``, ``30s``, ``15m``, ``24h``, ``7d`` or ``2w`` as a timedelta (at most 100 years)."""
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
         raise ConfigError(f"{text!r} is not a duration: use e.g. 30s, 15m, 24h or 7d")
-    return timedelta(seconds=float(match["value"]) * _UNIT_SECONDS[match["unit"]])
+    seconds = float(match["value"]) * _UNIT_SECONDS[match["unit"]]
+    if seconds > _MAX_DURATION_DAYS * 86400:
+        raise ConfigError(
+            f"{text!r} is too long a duration: use at most {_MAX_DURATION_DAYS}d (100 years)"
+        )
+    return timedelta(seconds=seconds)
 
 
 def _size(n: int) -> str:
@@ -95,14 +103,22 @@ def get(
     digest: Annotated[str, typer.Argument(help="sha256:<64 hex> digest of the blob.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the bytes.")],
 ) -> None:
-    """Write the verified bytes of DIGEST to a file."""
+    """Write the verified bytes of DIGEST to a file (nothing appears there until they are)."""
     from registry.hashing import parse_digest
 
     checked = parse_digest(digest)
+    if output.is_dir():
+        raise ConfigError(f"{output} is a folder: name the file to write, e.g. {output}/blob.bin")
     if not output.parent.resolve().is_dir():
         raise ConfigError(f"folder {output.parent} does not exist: create it first")
-    with open_registry() as reg, console.status(f"fetching {checked[:19]} ..."):
-        reg.get_to_file(checked, output)
+    # Killed by any signal, the get leaves nothing behind: the bytes go to an unnamed file
+    # until they are verified (see registry.localfiles.StagedFile).
+    try:
+        with open_registry() as reg, console.status(f"fetching {checked[:19]} ..."):
+            reg.get_to_file(checked, output)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: nothing was written to {output}", highlight=False)
+        raise
     console.print(f"wrote {output} ({_size(output.stat().st_size)}, verified)", highlight=False)
 
 
@@ -130,7 +146,9 @@ def verify(
     quarantine: Annotated[
         bool,
         typer.Option(
-            "--quarantine", help="Move corrupt blobs aside so a re-put of the bytes restores them."
+            "--quarantine",
+            help="Move blobs proven corrupt (re-read or store checksum) aside; a re-put of "
+            "the bytes restores them. Nothing moves when reads disagree (transport?).",
         ),
     ] = False,
 ) -> None:
@@ -153,9 +171,36 @@ def verify(
     if report.problems:
         rows = [{"digest": p.digest, "problem": p.problem} for p in report.problems]
         console.print(render_table("blobs that failed verification", rows))
-        if quarantine:
-            console.print("corrupt blobs moved aside; put their original bytes again to restore")
+        _explain(report, quarantine)
         raise typer.Exit(1)
+
+
+def _explain(report: VerifyReport, quarantine: bool) -> None:
+    """What the problems mean and what to do; --quarantine is suggested only for blobs proven
+    corrupt, and never while the store or the transport is suspect."""
+    kinds = [p.problem for p in report.problems]
+    shaky = sum(kind in (UNSTABLE, STORE_INTACT) for kind in kinds)
+    if report.store_suspect:
+        console.print(f"[bold yellow]warning:[/] {report.store_suspect}", highlight=False)
+    if shaky:
+        console.print(
+            f"{shaky} blob(s) marked (transport?) read differently each time or against the "
+            "store's own checksum: their stored bytes are probably intact, so they were not "
+            "moved; check the network, proxy or endpoint and verify again",
+            highlight=False,
+        )
+    if report.quarantined:
+        console.print(
+            f"moved {len(report.quarantined)} proven-corrupt blob(s) aside; put their original "
+            "bytes again to restore them",
+            highlight=False,
+        )
+    elif CORRUPT in kinds and not quarantine and not report.store_suspect:
+        console.print(
+            "corrupt blobs (proven: two reads agreed, or the store's checksum did) can be moved "
+            "aside with `retrain registry verify --quarantine`; then put their bytes again",
+            highlight=False,
+        )
 
 
 @registry_app.command("gc")
@@ -240,6 +285,8 @@ def models_aliases(name: Annotated[str, typer.Argument(help="Model name.")]) -> 
     """Where each alias of a model points."""
     with open_registry() as reg:
         aliases = reg.catalog.aliases(name)
+        if not aliases and name not in reg.catalog.list_models():
+            raise ConfigError(f"no model named {name!r}: see `retrain models ls`")
         rows = []
         for alias, version in sorted(aliases.items()):
             record = reg.catalog.get_model_version(name, version)

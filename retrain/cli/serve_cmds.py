@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
-from registry.errors import ConfigError
+from registry.errors import ConfigError, ServingError
 from retrain.cli.app import app
-from retrain.cli.common import console, open_registry, render_table, settings
+from retrain.cli.common import console, listen_socket, open_registry, render_table, settings
 
-__all__ = ["canary", "rollback", "serve", "traffic"]
+if TYPE_CHECKING:
+    from retrain.config.settings import Settings
+    from serving.limits import ServeLimits
+    from tasks.release.metric_sources import MetricsSource
+
+__all__ = ["canary", "rollback", "serve", "serve_limits", "traffic"]
+
+
+def serve_limits(cfg: Settings) -> ServeLimits:
+    """The model server's limits and credentials from the ``serve_*`` settings."""
+    from serving.limits import ServeLimits
+
+    return ServeLimits(
+        max_body_bytes=cfg.serve_max_body_bytes,
+        max_instances=cfg.serve_max_instances,
+        request_id_max_chars=cfg.serve_request_id_max_chars,
+        feedback_max_predictions=cfg.serve_feedback_max_predictions,
+        predict_threads=cfg.serve_predict_threads,
+        token=cfg.serve_token.get_secret_value() if cfg.serve_token else None,
+        auth_predict=cfg.serve_auth_predict,
+    )
 
 
 def _server_url(url: str | None) -> str:
@@ -38,29 +59,35 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the champion (and any canary) of each model, following registry aliases."""
-    import torch
-    import uvicorn
-
-    from serving.app import create_app
+    cfg = settings()
+    limits = serve_limits(cfg)  # a ConfigError (one line, exit 1) before anything starts
+    bind_host = host or cfg.serve_host
+    bind_port = port if port is not None else cfg.serve_port
     from serving.faults import FaultInjector, parse_fault
 
-    torch.set_num_threads(1)  # one-row predictions: extra threads only add contention
     injector = FaultInjector()
     for text in fault or []:
         name, version, spec = parse_fault(text)
         injector.set(name, version, spec)
-    cfg = settings()
-    bind_host, bind_port = host or cfg.serve_host, port or cfg.serve_port
-    with open_registry() as registry:
+    sock = listen_socket(
+        bind_host, bind_port, "--port" if port is not None else "RETRAIN_SERVE_PORT"
+    )
+    import torch
+    import uvicorn
+
+    from serving.app import create_app
+
+    torch.set_num_threads(1)  # one-row predictions: extra threads only add contention
+    with sock, open_registry() as registry:
         application = create_app(
-            registry, model or None, poll_interval_s=poll_interval, faults=injector
+            registry, model or None, poll_interval_s=poll_interval, faults=injector, limits=limits
         )
         console.print(
-            f"serving {', '.join(model or ['every model'])} on http://{bind_host}:{bind_port}"
+            f"serving {', '.join(model or ['every model'])} on http://{bind_host}:{bind_port}",
+            markup=False,
         )
-        uvicorn.run(
-            application, host=bind_host, port=bind_port, log_level="warning", access_log=False
-        )
+        config = uvicorn.Config(application, log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])  # bound above: a taken port is one line
 
 
 @app.command("rollback")
@@ -108,9 +135,7 @@ def canary(
     from pydantic import ValidationError
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from retrain.config.wiring import build_metrics_source
     from tasks.release.canary import run_canary
-    from tasks.release.metric_sources import MetricsSource, PrometheusSource, ServerStatsSource
     from tasks.release.policy import CanaryPolicy, StepRecord
 
     try:
@@ -122,15 +147,10 @@ def canary(
         )
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"bad canary options: {str(exc).splitlines()[0]}") from exc
-    source: MetricsSource
-    if prometheus:
-        source = PrometheusSource(prometheus)
-    elif server:
-        source = ServerStatsSource(server)
-    else:  # the settings decide: RETRAIN_PROMETHEUS_URL, else the model server's own stats
-        source = build_metrics_source(settings())
+    source = _metrics_source(server, prometheus)
     progress = Progress(
-        TextColumn("canary {task.description}"), BarColumn(), TextColumn("{task.fields[last]}"),
+        TextColumn("canary {task.description}", markup=False), BarColumn(),
+        TextColumn("{task.fields[last]}", markup=False),
         console=console,
     )  # fmt: skip
     with open_registry() as registry, progress:
@@ -145,9 +165,23 @@ def canary(
         outcome = run_canary(registry, name, version, policy, source, actor="cli", on_step=show)
     console.print(render_table(f"canary {name} v{version}", [s.row() for s in outcome.steps]))
     colour = "green" if outcome.promoted else "red"
-    console.print(f"[{colour}]{outcome.status}[/]: {outcome.reason}", highlight=False)
+    console.print(Text.assemble((outcome.status, colour), f": {outcome.reason}"), highlight=False)
     if not outcome.promoted:
         raise typer.Exit(1)
+
+
+def _metrics_source(server: str | None, prometheus: str | None) -> MetricsSource:
+    """Where the canary reads its numbers: ``--prometheus``, ``--server``, else the settings
+    (RETRAIN_PROMETHEUS_URL, else the model server's own stats)."""
+    from retrain.config.wiring import build_metrics_source
+    from tasks.release.metric_sources import PrometheusSource, ServerStatsSource
+
+    if prometheus:
+        return PrometheusSource(prometheus)
+    if server:
+        token = settings().serve_token
+        return ServerStatsSource(server, token=token.get_secret_value() if token else None)
+    return build_metrics_source(settings())
 
 
 @app.command("traffic")
@@ -162,11 +196,15 @@ def traffic(
     feedback_delay: Annotated[float, typer.Option(help="Seconds before labels are sent.")] = 1.0,
 ) -> None:
     """Replay simulated loan applications against the server, with delayed feedback labels."""
-    from retrain.local.traffic import drive_traffic
+    from retrain.local.traffic import check_server, drive_traffic
 
-    with console.status(f"sending {rate:g} req/s to {name} for {duration:g}s ..."):
+    base_url = _server_url(url)
+    secret = settings().serve_token
+    token = secret.get_secret_value() if secret else None
+    check_server(base_url, name, token=token)  # dead URL, unserved model: one line, no load
+    with console.status(Text(f"sending {rate:g} req/s to {name} for {duration:g}s ...")):
         report = drive_traffic(
-            _server_url(url),
+            base_url,
             name,
             rate=rate,
             duration_s=duration,
@@ -175,6 +213,7 @@ def traffic(
             label=label,
             feedback_delay_s=feedback_delay,
             keep_records=True,
+            token=token,
         )
     p95 = report.latency_quantile(0.95)
     row = {
@@ -189,3 +228,7 @@ def traffic(
         "feedback": report.feedback_sent,
     }
     console.print(render_table(f"traffic to {name}", [row]))
+    if report.sent and not report.ok:
+        raise ServingError(
+            f"none of the {report.sent} requests to {name!r} was answered: see the server's log"
+        )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import typer
+from rich.text import Text
 
 from retrain.cli.app import app
-from retrain.cli.common import console, settings
+from retrain.cli.common import check_port, console, settings
 
 __all__ = ["demo", "up"]
 
@@ -19,12 +20,15 @@ def up(
     from retrain.local.stack import Stack, stack_services, stop_signals
 
     cfg = settings()
+    for setting in ("serve_port", "alerts_port", "prefect_port", "mlflow_port"):
+        check_port(getattr(cfg, setting), f"RETRAIN_{setting.upper()}")
     home = cfg.home.resolve()
     services = stack_services(cfg, serve_models=serve_models, mlflow_ui=mlflow_ui)
     stack = Stack(log_dir=home / "logs")
 
     def restarted(name: str, code: int, pause: float) -> None:
-        console.print(f"[yellow]{name} exited with code {code}[/]; restarting in {pause:.0f} s")
+        exited = Text(f"{name} exited with code {code}", style="yellow")
+        console.print(Text.assemble(exited, f"; restarting in {pause:.0f} s"))
 
     with stop_signals() as stopping:
         try:
@@ -34,12 +38,14 @@ def up(
                 with console.status(f"starting {service.name}…"):
                     stack.start(service)
                 if service.name in stack.degraded:
-                    console.print(
-                        f"[yellow]! {service.name:<15} degraded[/]: {stack.degraded[service.name]}"
-                    )
+                    why = stack.degraded[service.name]
+                    degraded = Text(f"! {service.name:<15} degraded", style="yellow")
+                    console.print(Text.assemble(degraded, f": {why}"))
                 else:
-                    console.print(f"[green]✓[/] {service.name:<15} {service.url}")
-            console.print(f"logs in {home / 'logs'}; press Ctrl-C to stop everything.")
+                    mark = Text("✓", style="green")
+                    console.print(Text.assemble(mark, f" {service.name:<15} {service.url}"))
+            logs = home / "logs"
+            console.print(f"logs in {logs}; press Ctrl-C to stop everything.", markup=False)
             stack.supervise(stopping, on_restart=restarted)
             console.print("stopping…")
         finally:

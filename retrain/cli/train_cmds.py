@@ -13,10 +13,13 @@ from retrain.cli.app import app
 from retrain.cli.common import console, open_registry, render_table, settings
 
 if TYPE_CHECKING:
+    from registry.records import ModelVersionRecord
     from registry.store import Registry
     from retrain.config.specs import PipelineSpec
     from tasks.gate.evaluate import GateRules
     from tasks.gate.model_card import GateDecision
+    from tasks.pipeline.steps import PreparedData
+    from tasks.training.fit import TrainResult
 
 __all__ = ["evaluate", "train"]
 
@@ -31,10 +34,14 @@ def train(
     ),
     epochs: int | None = typer.Option(None, help="Override training.max_epochs."),
 ) -> None:
-    """Train a candidate as the retrain flow does: snapshot, split, validate, fit, register."""
+    """Train a candidate as the retrain flow does: snapshot, split, validate, fit, register.
+
+    An earlier version trained on the same data, spec and code is reused, not trained and
+    registered again (training is deterministic: it would be the same bundle).
+    """
     from retrain.config.wiring import build_tracker
     from tasks.data.sources import load_frame
-    from tasks.pipeline.steps import check_contract, prepare_data, train_candidate
+    from tasks.pipeline.steps import check_contract, prepare_data, train_candidate, trained_before
     from tasks.training.plan import TrainingRun
 
     _quiet_lightning()
@@ -42,33 +49,62 @@ def train(
     registry = open_registry()
     try:
         loaded = _load_spec(registry, spec)
+        if epochs is not None and epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1; got {epochs}")
         plan = loaded.plan.with_epochs(epochs)
         frame = load_frame(data or loaded.dataset.source, **cfg.s3_options)
         prepared = prepare_data(registry, plan, frame)
         check_contract(registry, plan, frame, prepared)
-        run = TrainingRun(
-            tracker=build_tracker(cfg),
-            checkpoint_root=cfg.home / "checkpoints",
-            run_info={"trigger": "cli"},
-            progress_bar=True,
-            actor="cli",
-        )
-        result = train_candidate(registry, plan, prepared, run)
+        earlier = trained_before(registry, plan, prepared)
+        if earlier is not None:
+            title, rows = "reused", _version_rows(earlier, prepared)
+            model, version = earlier.model, earlier.version
+        else:
+            run = TrainingRun(
+                tracker=build_tracker(cfg),
+                checkpoint_root=cfg.home / "checkpoints",
+                run_info={"trigger": "cli"},
+                progress_bar=True,
+                actor="cli",
+            )
+            result = train_candidate(registry, plan, prepared, run)
+            title, rows = "trained", _trained_rows(result, prepared)
+            model, version = result.model, result.version
     finally:
         registry.close()
+    console.print(render_table(title, rows))
+    if earlier is not None:
+        console.print(f"same data, spec and code as v{version}: reused")
+    console.print(f"next: retrain evaluate {model}:{version}")
+
+
+def _snapshot_rows(prepared: PreparedData) -> list[dict[str, Any]]:
     training, holdout = prepared.training, prepared.holdout
-    rows: list[dict[str, Any]] = [
-        {"field": "model", "value": f"{result.model} v{result.version} (candidate)"},
-        {"field": "bundle", "value": result.bundle_digest},
+    return [
         {"field": "training snapshot", "value": f"{training.digest} ({training.rows} rows)"},
         {"field": "holdout snapshot", "value": f"{holdout.digest} ({holdout.rows} rows)"},
+    ]
+
+
+def _trained_rows(result: TrainResult, prepared: PreparedData) -> list[dict[str, Any]]:
+    return [
+        {"field": "model", "value": f"{result.model} v{result.version} (candidate)"},
+        {"field": "bundle", "value": result.bundle_digest},
+        *_snapshot_rows(prepared),
         {"field": "epochs", "value": f"{result.epochs} (best {result.best_epoch + 1})"},
         {"field": "time", "value": f"{result.duration_s:.1f} s"},
         {"field": "mlflow run", "value": result.mlflow_run_id or "not tracked"},
         *({"field": k, "value": f"{v:.4f}"} for k, v in sorted(result.metrics.items())),
     ]
-    console.print(render_table("trained", rows))
-    console.print(f"next: retrain evaluate {result.model}:{result.version}")
+
+
+def _version_rows(record: ModelVersionRecord, prepared: PreparedData) -> list[dict[str, Any]]:
+    return [
+        {"field": "model", "value": f"{record.model} v{record.version} ({record.status})"},
+        {"field": "bundle", "value": record.bundle_digest},
+        *_snapshot_rows(prepared),
+        *({"field": k, "value": f"{v:.4f}"} for k, v in sorted(record.metrics.items())),
+    ]
 
 
 @app.command()
@@ -77,13 +113,13 @@ def evaluate(
     against: str = typer.Option("champion", help="Alias or version to compare with; 'none'."),
     holdout: str | None = typer.Option(
         None,
-        help="Holdout data (file, s3://, simulator://); default: the pipeline's frozen holdout.",
+        help="Holdout data (file, s3://, simulator://); default: the champion's holdout.",
     ),
     spec: str | None = typer.Option(
         None, help="Take the gate rules from this spec (default: the registered pipeline's)."
     ),
 ) -> None:
-    """Gate a candidate against the champion on the frozen holdout; exit 1 if it fails."""
+    """Gate a candidate against the champion on the champion's holdout; exit 1 if it fails."""
     from tasks.data.sources import load_frame
     from tasks.gate.evaluate import evaluate_candidate
     from tasks.pipeline.steps import grading_holdout
@@ -94,12 +130,13 @@ def evaluate(
         version = _resolve_version(registry, model, version_text, candidate)
         lineage = registry.catalog.get_model_version(model, version).lineage
         rules = _gate_rules(registry, model, spec, lineage)
-        data: Any = grading_holdout(registry, model, lineage.get("holdout_digest"))
-        digest = data
+        data: Any
         if holdout is not None:
             data, digest = load_frame(holdout, **settings().s3_options), None
+        else:  # the champion's holdout, as the flow grades; its own only for a first model
+            data = digest = grading_holdout(registry, model, lineage.get("holdout_digest"))
         if data is None:
-            raise ConfigError(f"{model} v{version} has no frozen holdout; pass --holdout DATA")
+            raise ConfigError(f"{model} v{version} has no recorded holdout; pass --holdout DATA")
         with console.status(f"evaluating {model} v{version} against {against}"):
             decision = evaluate_candidate(
                 registry,

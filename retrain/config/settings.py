@@ -44,6 +44,30 @@ class Settings(BaseSettings):
     )
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
+    serve_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token the model server requires for feedback, stats and status.",
+    )
+    serve_auth_predict: bool = Field(
+        default=False, description="Require the serve token for predict requests too."
+    )
+    serve_max_body_bytes: int = Field(
+        default=1 << 20, ge=1, description="Largest predict or feedback body (413 above)."
+    )
+    serve_max_instances: int = Field(
+        default=1000, ge=1, description="Most instances (or feedback items) in one request."
+    )
+    serve_request_id_max_chars: int = Field(
+        default=128, ge=1, description="Longest X-Request-Id or routing key a caller may send."
+    )
+    serve_feedback_max_predictions: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Predictions the server keeps for late feedback labels, all requests together.",
+    )
+    serve_predict_threads: int = Field(
+        default=4, ge=1, description="Predictions computed at once, off the event loop."
+    )
     alerts_host: str = "127.0.0.1"
     alerts_port: int = 8090
     alerts_token: SecretStr | None = Field(default=None, description="Bearer token for alerts.")

@@ -51,4 +51,5 @@ def build_metrics_source(settings: Settings) -> MetricsSource:
 
     if settings.prometheus_url:
         return PrometheusSource(settings.prometheus_url)
-    return ServerStatsSource(serving_url(settings))
+    token = settings.serve_token.get_secret_value() if settings.serve_token else None
+    return ServerStatsSource(serving_url(settings), token=token)

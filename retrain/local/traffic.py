@@ -16,14 +16,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
-from registry.errors import ConfigError
+from registry.errors import ConfigError, NotFoundError, ServingError
 from retrain.local.loopback_http import LoopbackConnections, LoopbackHTTPError
 
-__all__ = ["LOOPBACK_HOSTS", "ResponseRecord", "TrafficReport", "drive_traffic", "traffic_rows"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "ResponseRecord",
+    "TrafficReport",
+    "check_server",
+    "drive_traffic",
+    "traffic_rows",
+]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_DURATION_S = 3600.0
@@ -70,11 +77,15 @@ def traffic_rows(
     rows: int, *, scenario: str = "stable", seed: int = 0, label: str | None = None
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """Feature dicts and labels of ``rows`` simulated applications."""
-    from tasks.data.simulator import REGRESSION_TARGET, TARGET, simulate
+    from tasks.data.simulator import REGRESSION_TARGET, SCENARIOS, TARGET, simulate
     from tasks.data.sources import EVENT_TIME
 
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"scenario {scenario!r} unknown: use one of {', '.join(SCENARIOS)}")
     frame = simulate(rows, scenario=scenario, seed=seed)
     label = label or TARGET
+    if label not in (TARGET, REGRESSION_TARGET):
+        raise ConfigError(f"label {label!r} unknown: use {TARGET} or {REGRESSION_TARGET}")
     labels = [float(v) for v in frame[label].to_numpy()]
     features = frame.drop(
         columns=[c for c in (EVENT_TIME, TARGET, REGRESSION_TARGET) if c in frame]
@@ -83,9 +94,43 @@ def traffic_rows(
 
 
 def _check_loopback(base_url: str) -> None:
-    host = urlsplit(base_url).hostname
-    if host not in LOOPBACK_HOSTS:
-        raise ConfigError(f"traffic only goes to this machine (127.0.0.1/localhost), not {host!r}")
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018  (raises ValueError when out of range or not a number)
+    except ValueError as exc:
+        raise ConfigError(f"server URL {base_url!r}: {exc}; use http://127.0.0.1:PORT") from None
+    if parts.scheme != "http" or parts.hostname is None:
+        raise ConfigError(f"server URL {base_url!r}: use http://127.0.0.1:PORT")
+    if parts.hostname not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"traffic only goes to this machine (127.0.0.1/localhost), not {parts.hostname!r}"
+        )
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def check_server(
+    base_url: str, model: str, *, token: str | None = None, timeout_s: float = 5.0
+) -> None:
+    """Fail fast, in one line, unless a model server answers at ``base_url`` and serves
+    ``model``: a dead URL is a ``ServingError``, an unserved model a ``NotFoundError``."""
+    _check_loopback(base_url)
+    base = base_url.rstrip("/")
+    try:
+        response = httpx.get(
+            f"{base}/v1/models/{quote(model, safe='')}", headers=_auth(token), timeout=timeout_s
+        )
+    except httpx.HTTPError as exc:
+        raise ServingError(
+            f"no model server answers at {base} ({exc or type(exc).__name__}): "
+            "start `retrain serve` or pass --url"
+        ) from None
+    if response.status_code == 404:
+        raise NotFoundError(f"model {model!r} is not served at {base}: see `retrain models ls`")
+    if response.status_code != 200:
+        raise ServingError(f"model server at {base} answered {response.status_code} for {model!r}")
 
 
 class _Driver:
@@ -106,8 +151,10 @@ class _Driver:
         concurrency: int,
         keep_records: bool,
         stop: threading.Event | None,
+        token: str | None = None,
     ) -> None:
         self.report = TrafficReport()
+        self._auth = _auth(token)
         self._model, self._labels, self._rows = model, labels, len(instances)
         self._rate, self._total, self._deadline_s, self._stop = rate, total, deadline_s, stop
         self._keys, self._feedback_delay_s = keys, feedback_delay_s
@@ -116,7 +163,7 @@ class _Driver:
         parts = urlsplit(base_url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
         self._pool = LoopbackConnections(host, port, limit=concurrency)
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=10.0)
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=10.0, headers=self._auth)
         self._bodies = [json.dumps({"instances": [row]}).encode() for row in instances]
         self._path = f"/v1/models/{model}:predict"
         self._gate = asyncio.Semaphore(concurrency)
@@ -160,7 +207,9 @@ class _Driver:
         row = i % self._rows
         try:
             status, raw = await self._pool.post(
-                self._path, self._bodies[row], {"X-Request-Key": f"user-{i % self._keys}"}
+                self._path,
+                self._bodies[row],
+                {"X-Request-Key": f"user-{i % self._keys}", **self._auth},
             )
         except LoopbackHTTPError:
             self.report.failed += 1
@@ -230,8 +279,10 @@ def drive_traffic(
     keep_records: bool = False,
     rows: tuple[list[dict[str, Any]], list[float]] | None = None,
     stop: threading.Event | None = None,
+    token: str | None = None,
 ) -> TrafficReport:
-    """Send ``rate`` single-row requests per second for ``duration_s`` (or ``max_requests``).
+    """Send ``rate`` single-row requests per second for ``duration_s`` (or ``max_requests``);
+    ``token`` is the model server's bearer token, when it asks for one.
 
     ``feedback_delay_s=None`` sends no labels. ``rows`` reuses prepared (instances, labels);
     setting ``stop`` (from another thread) ends the run early.
@@ -261,6 +312,7 @@ def drive_traffic(
             concurrency=concurrency,
             keep_records=keep_records,
             stop=stop,
+            token=token,
         )
         return await driver.run()
 

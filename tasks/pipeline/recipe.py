@@ -18,7 +18,6 @@ from tasks.pipeline.runs import (
     RetrainSummary,
     champion_reference,
     find_completed_run,
-    freeze_holdout,
     record_run,
     run_key,
     summarize_run,
@@ -55,7 +54,6 @@ class Steps:
     train: Callable[..., Any]
     gate: Callable[..., Any]
     release: Callable[..., Any]
-    freeze_holdout: Callable[..., Any]
     record: Callable[..., Any]
 
 
@@ -68,7 +66,6 @@ PLAIN_STEPS = Steps(
     train=train_candidate,
     gate=gate_candidate,
     release=run_canary,
-    freeze_holdout=freeze_holdout,
     record=record_run,
 )
 
@@ -118,6 +115,8 @@ def run_retrain(
         else None
     )
     candidate = steps.train(registry, plan, prepared, env.run)
+    # The champion's holdout, taken after training: the champion may have changed meanwhile.
+    # A promotion records the new champion's holdout itself (tasks.release), whatever the route.
     holdout = grading_holdout(registry, model, prepared.holdout.digest)
     decision = steps.gate(registry, plan, candidate.version, holdout)
     release = None
@@ -125,10 +124,6 @@ def run_retrain(
         release = steps.release(
             registry, model, candidate.version, plan.canary, env.metrics, actor=env.actor
         )
-        if release.promoted:
-            steps.freeze_holdout(
-                registry, model, prepared.holdout.digest, version=candidate.version
-            )
     summary = summarize_run(
         registry,
         model,

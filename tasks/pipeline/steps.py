@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from registry.errors import ConfigError
+from registry.release import CHAMPION_ALIAS
 from tasks.data.drift import DriftPolicy, detect_drift, record_drift
 from tasks.data.drift_result import DriftResult
 from tasks.data.holdout import split_holdout
@@ -22,6 +24,7 @@ from tasks.pipeline.runs import frozen_holdout
 from tasks.training.fit import train_model
 
 if TYPE_CHECKING:
+    from registry.records import ModelVersionRecord
     from registry.store import Registry
     from tasks.gate.model_card import GateDecision
     from tasks.pipeline.plan import PipelinePlan
@@ -36,6 +39,7 @@ __all__ = [
     "measure_drift",
     "prepare_data",
     "train_candidate",
+    "trained_before",
 ]
 
 
@@ -86,10 +90,46 @@ def train_candidate(
     )
 
 
+def trained_before(
+    registry: Registry, plan: PipelinePlan, prepared: PreparedData
+) -> ModelVersionRecord | None:
+    """The newest version of the plan's model trained on the same data, spec and code, if any.
+
+    Training is deterministic, so it would only register the same bundle again: ``retrain
+    train`` reuses this version instead (the flow skips such a run earlier, by its run key).
+    """
+    from tasks.training.prepare import run_identity  # loads torch: training follows anyway
+
+    wanted = {
+        "inputs_digest": run_identity(plan.training, prepared.training.digest).inputs_digest,
+        "spec_digest": plan.spec_digest,
+        "holdout_digest": prepared.holdout.digest,
+    }
+    for record in reversed(registry.catalog.list_model_versions(plan.model)):
+        if all(record.lineage.get(key) == value for key, value in wanted.items()):
+            return record
+    return None
+
+
 def grading_holdout(registry: Registry, model: str, fresh_holdout: str | None) -> str | None:
-    """The holdout a candidate of ``model`` is graded on: the pipeline's frozen holdout, else
-    (before any model was promoted through the pipeline) the batch's own fresh holdout."""
-    return frozen_holdout(registry, model) or fresh_holdout
+    """The holdout a candidate of ``model`` is graded on: the champion's (``frozen_holdout``).
+
+    Only a first model, with no champion to compare with, is graded on its own batch's
+    ``fresh_holdout``, and then by the gate's absolute rules alone. With a champion, a batch
+    never grades the model trained on it: a poisoned batch would vouch for its own model.
+    Raises ``ConfigError`` when the champion has no holdout on record.
+    """
+    champion = registry.catalog.get_alias(model, CHAMPION_ALIAS)
+    if champion is None:
+        return fresh_holdout
+    held = frozen_holdout(registry, model)
+    if held is None:
+        raise ConfigError(
+            f"{model}: champion v{champion} has no recorded holdout (it was not trained by a "
+            "pipeline), and a candidate is never graded on its own batch; grade it with "
+            "`retrain evaluate --holdout DATA`"
+        )
+    return held
 
 
 def gate_candidate(

@@ -19,6 +19,7 @@ from registry.release import (
     publish_weight,
 )
 from tasks.artifacts import ProgressReporter, artifact_key, publish_table
+from tasks.pipeline.runs import freeze_holdout
 from tasks.release.analysis import StepAnalysis, analyse_window
 from tasks.release.metric_sources import MetricsSnapshot, MetricsSource, VersionCounters
 from tasks.release.policy import CanaryOutcome, CanaryPolicy, StepRecord
@@ -192,6 +193,8 @@ class CanaryRun:
                 self.model, self.champion, "retired", reason=f"replaced by v{self.version}",
                 actor=self.actor,
             )  # fmt: skip
+        # Challengers of the new champion are graded on its holdout from now on.
+        freeze_holdout(self.registry, self.model, self.version, by="canary")
         self.catalog.append_event(
             "canary.promoted",
             model=self.model,

@@ -163,7 +163,11 @@ class MetricsSnapshot:
                 latency_counts=tuple(int(c) for c in s["latency"]["counts"]),
                 prediction_counts=tuple(int(c) for c in s["predictions"]["counts"]),
                 feedback_count=int(s["feedback"]["count"]),
-                feedback_loss_sum=float(s["feedback"]["loss_sum"]),
+                # The server writes a non-finite sum as null; such a window cannot be judged.
+                feedback_loss_sum=float(s["feedback"]["loss_sum"] or 0.0),
+                incomplete=None
+                if s["feedback"]["loss_sum"] is not None
+                else "the server reports no finite feedback loss",
             )
             version = int(s["version"])
             versions[version] = versions[version] + counters if version in versions else counters
@@ -178,10 +182,14 @@ class MetricsSource(Protocol):
 
 
 class ServerStatsSource:
-    """Reads the model server's own stats over HTTP (the embedded default)."""
+    """Reads the model server's own stats over HTTP (the embedded default); ``token`` is the
+    server's bearer token (``RETRAIN_SERVE_TOKEN``) when it requires one."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 5.0) -> None:
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+    def __init__(self, base_url: str, *, timeout_s: float = 5.0, token: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, headers=headers
+        )
 
     def snapshot(self, model: str) -> MetricsSnapshot:
         try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from registry.champions import previous_champion
 from registry.errors import ConfigError
 from registry.release import CHAMPION_ALIAS, clear_canary
+from tasks.pipeline.runs import freeze_holdout
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -43,7 +44,8 @@ def rollback(
     """Send ``model``'s traffic back to ``to_version`` (default: the previous good champion).
 
     Any canary in flight is dropped first. Appends ``model.rolled_back``; the rolled-back
-    version is marked ``rejected`` so it is never chosen as a rollback target again.
+    version is marked ``rejected`` so it is never chosen as a rollback target again, and the
+    restored champion's holdout grades candidates again (``freeze_holdout``).
     """
     if not reason.strip():
         raise ConfigError("a rollback needs a reason (--reason TEXT)")
@@ -75,6 +77,8 @@ def rollback(
     catalog.set_status(model, to_version, "champion", reason=f"rollback: {reason}", actor=actor)
     if current is not None:
         catalog.set_status(model, current, "rejected", reason=f"rolled back: {reason}", actor=actor)
+    # The holdout goes back with the champion, so the next candidate is graded on its data.
+    freeze_holdout(registry, model, to_version, by="rollback")
     catalog.append_event(
         "model.rolled_back",
         model=model,

@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
-from models.callbacks import BestWeights, EpochMetrics, ProgressCallback
+from models.callbacks import (
+    BestWeights,
+    EpochMetrics,
+    EpochSeed,
+    ProgressCallback,
+    ResumableEarlyStopping,
+)
 from models.config import TrainingConfig, resolve_precision
 from tasks.artifacts import ProgressReporter, artifact_key
 from tasks.training.plan import TrainingPlan, TrainingRun
@@ -136,12 +142,15 @@ def build_callbacks(
     ckpt_dir: Path,
     best: BestWeights,
 ) -> list[L.Callback]:
-    """Early stopping, the resumable checkpoint, best weights, progress, then the run's own."""
+    """Per-epoch seeding, early stopping, the resumable checkpoint, best weights, progress, then
+    the run's own. The checkpoint holds the state of every callback that has some, so a resumed
+    run ends where an uninterrupted one would."""
     reporter = ProgressReporter(
         artifact_key("train", plan.model), description=f"training {plan.model}"
     )
     return [
-        EarlyStopping("val_loss", patience=plan.fitting.patience, mode="min"),
+        EpochSeed(plan.fitting.seed),
+        ResumableEarlyStopping("val_loss", patience=plan.fitting.patience, mode="min"),
         # One checkpoint per epoch, always named last.ckpt (BestWeights keeps the best weights
         # inside it), rather than a best file plus last: half the writes.
         ModelCheckpoint(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from registry.catalog import Catalog
 from registry.database import alembic_config, create_catalog_engine
@@ -23,9 +25,33 @@ def test_an_older_catalog_is_upgraded_on_open(tmp_path: Path) -> None:
     catalog = Catalog.open(url)
     try:
         with catalog.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+            assert MigrationContext.configure(conn).get_current_revision() == "0003"
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("blobs")}
         assert "ix_blobs_size" in indexes
         assert catalog.list_models() == []
+    finally:
+        catalog.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_truncate_of_the_event_log(postgres_url: str) -> None:
+    engine = create_catalog_engine(postgres_url)
+    with engine.connect() as conn:  # a catalog from before the TRUNCATE trigger
+        command.upgrade(alembic_config(conn), "0002")
+        conn.commit()
+    engine.dispose()
+
+    catalog = Catalog.open(postgres_url)  # upgraded to 0003 on open
+    try:
+        catalog.append_event("model.registered", model="m", versions=[1], reason="first")
+        catalog.append_event("alias.set", model="m", versions=[1], reason="promoted")
+        for statement in (
+            "TRUNCATE events",
+            "TRUNCATE TABLE events RESTART IDENTITY CASCADE",
+            "TRUNCATE alerts, events",
+        ):
+            with catalog.engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+                conn.execute(text(statement))
+        assert [e.reason for e in catalog.events("m")] == ["first", "promoted"]
     finally:
         catalog.close()

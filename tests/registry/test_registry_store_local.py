@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from registry.errors import (
     BlobNotFoundError,
+    ConfigError,
     CorruptBlobError,
     DatabaseUnavailableError,
     InvalidDigestError,
@@ -267,3 +268,28 @@ def test_a_writer_waits_for_a_held_sqlite_lock_instead_of_failing(tmp_path: Path
         blocker.close()
     assert record.version == 1
     assert waited >= 0.9
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["O_TMPFILE", "unlinked-temp"])
+def test_get_to_file_shows_nothing_until_the_bytes_are_verified(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    from registry.localfiles import staged_file
+
+    if not unnamed:  # a filesystem (or system) without O_TMPFILE
+        monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "model.bin"
+    with staged_file(target) as staged:
+        os.write(staged.fd, b"unverified")
+        assert list(out.iterdir()) == []  # not at, nor beside, the destination
+    assert list(out.iterdir()) == []  # never committed: gone
+
+    digest = registry.put_bytes(b"verified weights")
+    target.write_bytes(b"an older, longer file in the way")
+    registry.get_to_file(digest, target)
+    assert target.read_bytes() == b"verified weights"
+    assert list(out.iterdir()) == [target]
+    with pytest.raises(ConfigError, match="is a folder"):
+        registry.get_to_file(digest, out)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 
+from registry.schema import AlertRow
 from registry.store import Registry
+from retrain.alerts.launchers import RecordingLauncher
+from retrain.alerts.receiver import create_app
 from retrain.config.spec_store import register_spec
 from retrain.config.specs import DEFAULT_SPECS_DIR, PipelineSpec, TriggerSpec, load_spec
 
 TOKEN = "test-token"
+SECRET = "hmac-secret"
 
 
 def register_models(
@@ -67,12 +76,49 @@ def generic_body(model: str, *, key: str | None = None, status: str = "firing") 
     return json.dumps(document).encode()
 
 
+@contextmanager
+def serve_receiver(registry: Registry, **options: Any) -> Iterator[httpx.Client]:
+    """The alert receiver on a loopback port (uvicorn) for loan-default and churn, with its
+    dispatcher stopped (rows stay as stored); the client sends the bearer token."""
+    from serving.runner import start_server
+
+    register_models(registry, ["loan-default", "churn"])
+    app = create_app(registry, RecordingLauncher(), token=TOKEN, hmac_secret=SECRET, **options)
+    with start_server(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        app.state.dispatcher.stop()
+        http.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield http
+
+
+def inbox_rows(registry: Registry) -> int:
+    """Alerts in the inbox, whatever their state."""
+    with registry.catalog.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(AlertRow)).scalar_one())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    """A registry on SQLite, or on a fresh PostgreSQL schema (marker ``postgres``)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = Registry.open(url, (tmp_path / "blobs").as_uri())
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 @pytest.fixture
 def kit() -> SimpleNamespace:
     """The builders above, for tests (test modules cannot import each other here)."""
     return SimpleNamespace(
         token=TOKEN,
+        secret=SECRET,
         register_models=register_models,
+        serve_receiver=serve_receiver,
+        inbox_rows=inbox_rows,
         alertmanager_body=alertmanager_body,
         generic_body=generic_body,
     )

@@ -162,7 +162,7 @@ def test_oversize_streamed_body_without_length_is_refused(
             "/alerts/generic",
             b'{"model": "Loan Default"}',
             422,
-            "model: String should match pattern",
+            "model: not a model name; use lowercase letters",
         ),
         (
             "/alerts/alertmanager",

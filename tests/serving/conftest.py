@@ -1,8 +1,11 @@
 """Serving fixtures: real model bundles in the registry, the server in process on a manual
-clock (``serve_manually``), and a live server on a loopback port (``serve``, realtime tests)."""
+clock (``serve_manually``; ``limited`` with chosen ``ServeLimits``), a live server on a loopback
+port (``serve``, realtime tests), and ``counters``: everything a request could move."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from functools import partial
@@ -10,13 +13,19 @@ from typing import Any
 
 import pytest
 
+from registry.release import acquire_release_lock, publish_weight
 from registry.store import Registry
 from retrain.local.traffic import traffic_rows
 from retrain.testing import ManualClock
 from retrain.testing_serving import InProcessServer, register_test_bundle, serve_in_process
 from serving.app import create_app
 from serving.faults import FaultInjector
+from serving.limits import ServeLimits
 from serving.runner import RunningServer, start_server
+
+with warnings.catch_warnings():  # Starlette prefers httpx2 for its test client; httpx works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 MODEL = "loans"
 
@@ -73,3 +82,55 @@ def serve_manually(
             )
 
         yield start
+
+
+@pytest.fixture
+def limited(
+    registry: Registry, faults: FaultInjector, clock: ManualClock
+) -> Iterator[Callable[..., TestClient]]:
+    """Start the real app in process on ``clock`` with ``ServeLimits(**limits)``; its client
+    (``client.app.state.server`` is the ``ModelServer``)."""
+    with ExitStack() as stack:
+
+        def start(**limits: Any) -> TestClient:
+            served = serve_in_process(
+                registry, [MODEL], clock=clock, faults=faults, limits=ServeLimits(**limits)
+            )
+            return stack.enter_context(served).client
+
+        yield start
+
+
+def _strict(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"{name} in a JSON answer: {text[:200]}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _counters(client: TestClient, headers: dict[str, str] | None = None) -> Any:
+    server = client.app.state.server  # type: ignore[attr-defined]
+    stats = _strict(client.get(f"/v1/models/{MODEL}:stats", headers=headers).text)
+    series = [line for line in client.get("/metrics").text.splitlines() if line[:1] != "#"]
+    return stats["series"], series, len(server.feedback_log), server.feedback_log.held
+
+
+@pytest.fixture
+def counters() -> Callable[..., Any]:
+    """``counters(client[, headers])``: the per-version stats (parsed as strict JSON), every
+    Prometheus sample and the feedback log's size; equal before and after a refused request."""
+    return _counters
+
+
+@pytest.fixture
+def set_canary(registry: Registry, clock: ManualClock) -> Callable[[int], None]:
+    """``set_canary(version)``: a canary at 100%, as a live release holds it (lock on ``clock``,
+    weight, alias); a server started before sees it at its next poll."""
+
+    def put(version: int) -> None:
+        catalog = registry.catalog
+        acquire_release_lock(catalog, MODEL, version, ttl_s=600, actor="t", clock=clock.time)
+        publish_weight(catalog, MODEL, version, 100.0, shadow=False)
+        catalog.set_alias(MODEL, "canary", version, expected=None, reason="t", actor="t")
+
+    return put

@@ -183,8 +183,21 @@ def test_feedback_log_forgets_the_oldest_answers_when_full() -> None:
         log.remember(f"r{i}", series, [i / 10])
     assert len(log) == 3
     assert log.pop("r0") is None and log.pop("r1") is None  # late labels count as unknown
-    assert log.pop("r2") == (series, [0.2]) and log.pop("r4") == (series, [0.4])
+    r2, r4 = log.pop("r2"), log.pop("r4")
+    assert r2 is not None and (r2.series, list(r2.predictions)) == (series, [0.2])
+    assert r4 is not None and list(r4.predictions) == [0.4]
     assert log.pop("r2") is None  # labelled once, then forgotten
+
+
+def test_feedback_log_holds_a_bounded_number_of_predictions() -> None:
+    log = FeedbackLog(capacity=100, max_predictions=10)
+    series = StatsBook().series(MODEL, 1, "champion")
+    log.remember("a", series, [0.1] * 4)
+    log.remember("b", series, [0.2] * 4)
+    log.remember("c", series, [0.3] * 4)  # 12 > 10: the oldest answer makes room
+    assert "a" not in log and "b" in log and "c" in log and log.held == 8
+    log.remember("huge", series, [0.5] * 11)  # larger than the whole log: not kept at all
+    assert "huge" not in log and log.held == 8
 
 
 def test_shadow_mode_scores_the_canary_but_the_champion_answers(

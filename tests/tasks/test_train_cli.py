@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import retrain.cli  # noqa: F401  (attaches every command module to the app)
 from registry.errors import ConfigError
 from retrain.cli.app import app
+from retrain.cli.common import open_registry
 from retrain.config.specs import DEFAULT_SPECS_DIR
 
 
@@ -45,6 +46,44 @@ def test_train_then_evaluate_from_a_spec(workdir: Path) -> None:
     strict = write_spec(workdir / "strict.yaml", floor=0.999)
     failed = runner.invoke(app, ["evaluate", "loan-default", "--spec", str(strict)])
     assert failed.exit_code == 1 and "FAIL" in failed.output
+
+
+def test_training_the_same_data_spec_and_code_again_reuses_the_version(workdir: Path) -> None:
+    spec = write_spec(workdir / "train.yaml")
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", str(spec)])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["train", str(spec)])
+    assert again.exit_code == 0, again.output
+    assert "same data, spec and code as v1: reused" in again.output
+    assert "retrain evaluate loan-default:1" in again.output
+    other = runner.invoke(app, ["train", str(spec), "--epochs", "1"])  # another plan: trains
+    assert other.exit_code == 0 and "loan-default v2 (candidate)" in other.output
+    with open_registry() as registry:
+        versions = registry.catalog.list_model_versions("loan-default")
+    assert [v.version for v in versions] == [1, 2]
+    assert versions[0].bundle_digest != versions[1].bundle_digest
+
+
+def test_evaluate_grades_on_the_champions_holdout(workdir: Path) -> None:
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", str(write_spec(workdir / "train.yaml"))])
+    assert trained.exit_code == 0, trained.output
+    released = runner.invoke(app, ["canary", "loan-default", "1"])  # no champion: promoted
+    assert released.exit_code == 0, released.output
+    newer = runner.invoke(
+        app, ["train", str(workdir / "train.yaml"), "simulator://loans?rows=1500&seed=7"]
+    )
+    assert newer.exit_code == 0, newer.output
+    judged = runner.invoke(app, ["evaluate", "loan-default:2"])
+    assert "first model" not in judged.output
+    with open_registry() as registry:
+        champion_holdout = registry.catalog.get_model_version("loan-default", 1).lineage[
+            "holdout_digest"
+        ]
+        own = registry.catalog.get_model_version("loan-default", 2).lineage["holdout_digest"]
+        event = registry.catalog.events("loan-default", kinds=["gate.decision"])[-1]
+    assert event.payload["holdout_digest"] == champion_holdout != own
 
 
 def test_a_bad_spec_is_one_clear_error(workdir: Path) -> None:

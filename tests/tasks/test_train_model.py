@@ -1,9 +1,11 @@
-"""Training: registers a candidate, is reproducible, resumes, tracks to MLflow, uses the GPU."""
+"""Training: registers a candidate, is reproducible, resumes to the same bundle, tracks to
+MLflow, uses the GPU."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,47 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(
     assert resumed.resumed_from is not None and resumed.resumed_from.name == "last.ckpt"
     assert seen.epochs == [2, 3]  # epochs 0 and 1 were not trained again
     assert resumed.version == 1
+
+
+class _PowerCut(L.Callback):
+    """Fails the run as epoch ``epoch`` starts or, with ``epoch=None``, once training has ended
+    (the last checkpoint written, the bundle not yet stored)."""
+
+    def __init__(self, epoch: int | None) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("power cut")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.epoch is None:
+            raise RuntimeError("power cut")
+
+
+# Where the power goes, given the uninterrupted run's result: the epoch that fails to start.
+_CUTS: dict[str, Callable[[TrainResult], int | None]] = {
+    "before the best epoch": lambda whole: 1,  # dropout draws of the epochs to come matter
+    "while early stopping waits": lambda whole: whole.epochs - 1,  # one epoch into patience
+    "after early stopping": lambda whole: None,  # stopped; the bundle not yet stored
+}
+
+
+@pytest.mark.parametrize("cut", list(_CUTS))
+def test_a_resumed_run_ends_with_the_bundle_of_an_uninterrupted_one(
+    registry: Registry, loans: pd.DataFrame, tmp_path: Path, cut: str
+) -> None:
+    config = FAST.model_copy(update={"max_epochs": 40, "patience": 2})  # dropout stays on
+    whole = _train(registry, loans, tmp_path, fitting=config)
+    assert whole.epochs == whole.best_epoch + 1 + config.patience < config.max_epochs
+    assert whole.best_epoch > 1
+    with pytest.raises(RuntimeError, match="power cut"):
+        _train(registry, loans, tmp_path, fitting=config, callbacks=[_PowerCut(_CUTS[cut](whole))])
+    resumed = _train(registry, loans, tmp_path, fitting=config)
+    assert resumed.resumed_from is not None
+    assert (resumed.epochs, resumed.best_epoch) == (whole.epochs, whole.best_epoch)
+    assert resumed.metrics == whole.metrics
+    assert resumed.bundle_digest == whole.bundle_digest
 
 
 def test_regression_predicts_on_the_target_scale(registry: Registry, tmp_path: Path) -> None:

@@ -1,0 +1,292 @@
+"""The state and request handling behind the model server's endpoints: predict (routed, scored
+on worker threads, counted), feedback (labels scored against the answering version), stats.
+
+Order of business for every request: credentials, then the body (up to its limit), then its
+content; only a request that passed all three reaches a model, and only an answer or the
+model's own failure moves a counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from registry.errors import InvalidInstanceError, InvalidRequestError, ModelError
+from serving.faults import FaultInjector
+from serving.follower import AliasFollower
+from serving.limits import ServeLimits
+from serving.metrics import ServerCollector
+from serving.requests import (
+    Labels,
+    parse_feedback,
+    parse_instances,
+    parse_json,
+    read_body,
+    request_id,
+    routing_key,
+)
+from serving.responses import dumps, json_response, problem, refusal
+from serving.routing import LoadedModel, Route
+from serving.stats import Answer, FeedbackLog, StatsBook
+
+__all__ = ["ModelServer"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+# Work this small runs on the event loop: a hop to a worker thread and back costs more than it.
+# Anything larger (up to ``max_instances`` and ``max_body_bytes``) is parsed and scored on a
+# worker thread, so a maximal request leaves the loop free to answer everyone else (callers'
+# p99 beside back-to-back maximal requests: bench/serving.py prints it against none).
+INLINE_INSTANCES = 8
+INLINE_BODY_BYTES = 16 << 10
+
+
+def _predict(bundle: Any, instances: list[dict[str, Any]]) -> list[float]:
+    """The model's predictions as floats (on a worker thread for large batches)."""
+    predictions: list[float] = bundle.predict(instances).tolist()
+    return predictions
+
+
+def _parse(body: bytes, max_instances: int) -> tuple[Any, list[dict[str, Any]]]:
+    """(document, instances) of a predict body (on a worker thread for large bodies)."""
+    payload = parse_json(body)
+    return payload, parse_instances(payload, max_instances)
+
+
+class ModelServer:
+    """State behind the app: routes, stats, feedback log, faults, limits, prediction threads."""
+
+    def __init__(
+        self, follower: AliasFollower, faults: FaultInjector, limits: ServeLimits | None = None
+    ) -> None:
+        self.follower = follower
+        self.faults = faults
+        self.limits = limits = limits or ServeLimits()
+        self.book = StatsBook()
+        self.feedback_log = FeedbackLog(limits.feedback_capacity, limits.feedback_max_predictions)
+        self.collector = ServerCollector(self.book, self._route_weights, self._load_failures)
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: set[str] = set()  # request ids being answered right now
+
+    def _route_weights(self) -> list[tuple[str, int, str, float]]:
+        out: list[tuple[str, int, str, float]] = []
+        for route in list(self.follower.routes.values()):
+            champion_share, canary_share = route.shares()
+            if route.champion is not None:
+                out.append((route.model, route.champion.version, "champion", champion_share))
+            if route.canary is not None:
+                variant = "shadow" if route.shadow else "canary"
+                out.append((route.model, route.canary.version, variant, canary_share))
+        return out
+
+    def _load_failures(self) -> dict[tuple[str, int], int]:
+        return dict(self.follower.load_failures)
+
+    def close(self) -> None:
+        """Stop the prediction threads (the app's shutdown)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    async def score(self, loaded: LoadedModel, instances: list[dict[str, Any]]) -> list[float]:
+        """Predict with ``loaded`` (a large batch on a worker thread), through any fault
+        injected for it; a non-finite prediction is the model's failure (``ModelError``)."""
+        fault = self.faults.get(loaded.model, loaded.version)
+        if fault is not None:
+            if fault.extra_latency_s:
+                await asyncio.sleep(fault.extra_latency_s)
+            fault.check()
+        if len(instances) <= INLINE_INSTANCES:
+            predictions = _predict(loaded.bundle, instances)
+        else:
+            predictions = await self._off_loop(_predict, loaded.bundle, instances)
+        if fault is not None and fault.prediction_shift:
+            predictions = [p + fault.prediction_shift for p in predictions]
+        if not all(math.isfinite(p) for p in predictions):  # never NaN in an answer
+            raise ModelError("it predicted a non-finite value")
+        return predictions
+
+    async def _off_loop(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` on a prediction thread; at most ``predict_threads`` run at once, the
+        rest wait their turn (holding only their parsed request)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.limits.predict_threads, "predict")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    async def predict(self, request: Request, name: str) -> Response:
+        started = time.perf_counter()
+        limits = self.limits
+        try:
+            limits.check_token(request.headers.get("authorization"), required=limits.auth_predict)
+            route = self.follower.routes.get(name)
+            if route is None or route.champion is None:
+                return problem(404 if route is None else 503, f"model {name!r} is not served here")
+            chosen = request_id(request, limits.request_id_max_chars)
+            body = await read_body(request, limits.max_body_bytes)
+            if len(body) <= INLINE_BODY_BYTES:
+                payload, instances = _parse(body, limits.max_instances)
+            else:
+                payload, instances = await self._off_loop(_parse, body, limits.max_instances)
+            key = routing_key(request, payload, limits.request_id_max_chars)
+            rid = self._claim(chosen)
+        except InvalidRequestError as exc:
+            return refusal(exc)
+        try:
+            return await self._answer(route, instances, key, rid, started)
+        finally:
+            self._in_flight.discard(rid)
+
+    def _claim(self, chosen: str | None) -> str:
+        """The id of this answer: the caller's, unless another answer holds it, or a fresh one.
+
+        No await between the check and the claim, so two requests cannot both take an id.
+        """
+        if chosen is None:
+            return uuid.uuid4().hex
+        if chosen in self._in_flight or chosen in self.feedback_log:
+            raise InvalidRequestError(
+                f"X-Request-Id {chosen!r} belongs to another answer still awaiting feedback; "
+                "send a unique id, or none and use the one in the answer",
+                field="x-request-id",
+                status=409,
+            )
+        self._in_flight.add(chosen)
+        return chosen
+
+    async def _answer(
+        self,
+        route: Route,
+        instances: list[dict[str, Any]],
+        key: str | None,
+        rid: str,
+        started: float,
+    ) -> Response:
+        loaded, variant, shadow = route.pick(key)
+        scored = await self._score_or_fall_back(route, loaded, variant, instances, started)
+        if isinstance(scored, Response):
+            return scored
+        loaded, variant, predictions = scored
+        body = dumps(
+            {
+                "predictions": predictions,
+                "model_version": loaded.version,
+                "variant": variant,
+                "request_id": rid,
+            }
+        )
+        series = self.book.series(route.model, loaded.version, variant)
+        series.observe(time.perf_counter() - started, predictions)
+        self.feedback_log.remember(rid, series, predictions, loaded.label_range())
+        task = None if shadow is None else BackgroundTask(self._shadow, shadow, instances)
+        return Response(body, media_type="application/json", background=task)
+
+    async def _score_or_fall_back(
+        self,
+        route: Route,
+        loaded: LoadedModel,
+        variant: str,
+        instances: list[dict[str, Any]],
+        started: float,
+    ) -> tuple[LoadedModel, str, list[float]] | Response:
+        """(version that answered, variant, predictions), or the error answer.
+
+        The caller's bad instance is a 422 counted nowhere; the model's own failure is counted
+        as an error of its version, and a failed canary is answered for by the champion.
+        """
+        champion = route.champion
+        while True:
+            try:
+                return loaded, variant, await self.score(loaded, instances)
+            except InvalidInstanceError as exc:
+                return problem(422, str(exc), exc.field)
+            except Exception as exc:
+                self.book.series(route.model, loaded.version, variant).fail(
+                    time.perf_counter() - started
+                )
+                if variant != "canary" or champion is None:
+                    log.error("predict failed for %s v%s: %s", route.model, loaded.version, exc)
+                    return problem(500, f"model {route.model!r} v{loaded.version} failed: {exc}")
+            # The canary failed: answer from the champion so the caller never sees it.
+            loaded, variant = champion, "champion"
+
+    async def _shadow(self, loaded: LoadedModel, instances: list[dict[str, Any]]) -> None:
+        started = time.perf_counter()
+        try:
+            predictions = await self.score(loaded, instances)
+        except InvalidInstanceError:
+            return  # the instance does not suit the shadow's features: nobody's failure
+        except Exception:
+            self.book.series(loaded.model, loaded.version, "shadow").fail(
+                time.perf_counter() - started
+            )
+            return
+        series = self.book.series(loaded.model, loaded.version, "shadow")
+        series.observe(time.perf_counter() - started, predictions)
+
+    async def feedback(self, request: Request, name: str) -> Response:
+        """Score delayed labels; all items are checked before any is applied."""
+        limits = self.limits
+        try:
+            limits.check_token(request.headers.get("authorization"))
+            payload = parse_json(await read_body(request, limits.max_body_bytes))
+            items = parse_feedback(payload, limits.max_instances)
+            matched = self._match(items, name)
+        except InvalidRequestError as exc:
+            return refusal(exc)
+        for item, answer in matched:
+            self.feedback_log.pop(item.request_id)
+            answer.series.feedback(answer.predictions, [float(v) for v in item.labels])
+        return json_response({"accepted": len(matched), "unknown": len(items) - len(matched)})
+
+    def _match(self, items: list[Labels], name: str) -> list[tuple[Labels, Answer]]:
+        """Each item with the answer it labels (unknown ids, another model's, dropped); refused
+        if labels do not fit that answer: one per prediction, within the version's range."""
+        matched: list[tuple[Labels, Answer]] = []
+        seen: set[str] = set()
+        for item in items:
+            answer = self.feedback_log.get(item.request_id)
+            if answer is None or answer.series.model != name or item.request_id in seen:
+                continue
+            seen.add(item.request_id)
+            i, count = item.index, len(answer.predictions)
+            if len(item.labels) != count:
+                raise InvalidRequestError(
+                    f"feedback[{i}].labels has {len(item.labels)} label(s) for {count} "
+                    "prediction(s); send one label per instance",
+                    field="labels",
+                )
+            if not all(answer.low <= v <= answer.high for v in item.labels):
+                raise InvalidRequestError(
+                    f"feedback[{i}].labels must lie within [{answer.low:g}, {answer.high:g}] "
+                    f"for model {name!r} v{answer.series.version}",
+                    field="labels",
+                )
+            matched.append((item, answer))
+        return matched
+
+    def stats(self, name: str, *, recent: bool = False) -> dict[str, Any]:
+        """Cumulative counters of ``name`` plus what is routed now (the analysis reads this)."""
+        snapshot = self.book.snapshot(name, recent=recent)
+        route = self.follower.routes.get(name)
+        snapshot["routing"] = {
+            "champion": route.champion.version if route and route.champion else None,
+            "canary": route.canary.version if route and route.canary else None,
+            "weight": route.shares()[1] if route else 0.0,
+            "shadow": bool(route and route.shadow),
+        }
+        snapshot["load_errors"] = {
+            str(v): msg for (m, v), msg in self.follower.load_errors.items() if m == name
+        }
+        return snapshot
