@@ -22,8 +22,9 @@ demo: setup
 up: setup
 	$(VENV)/bin/retrain up
 
+# Two workers: most tests wait on subprocesses and sockets as much as on the CPU.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal
 
 check: setup
 	$(VENV)/bin/ruff check .

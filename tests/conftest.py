@@ -13,6 +13,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_API_ENABLE_HTTP2", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# The CLI's consoles take their width when first imported: wide tables in every worker.
+os.environ.setdefault("COLUMNS", "200")
 
 from registry.store import Registry
 from retrain.config.settings import Settings
