@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from registry.database import jsonable
@@ -127,14 +127,24 @@ class InboxMixin(CatalogBase):
         )
         return [alert_record(row) for row in self._read(lambda s: s.scalars(query).all())]
 
-    def mark_alert(self, alert_id: int, state: str, *, flow_run_id: str | None = None) -> None:
-        """Move an alert to ``state`` (received, submitted, folded, ignored)."""
+    def mark_alert(
+        self,
+        alert_id: int,
+        state: str,
+        *,
+        flow_run_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Move an alert to ``state`` (received, submitted, folded, ignored), recording why
+        (``reason``, at most 200 characters kept) when given."""
         if state not in ALERT_STATES:
             known = ", ".join(ALERT_STATES)
             raise ConfigError(f"unknown alert state {state!r}: use one of {known}")
         values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
         if flow_run_id is not None:
             values["flow_run_id"] = flow_run_id
+        if reason is not None:
+            values["reason"] = _UNSTORABLE.sub("?", reason)[:200]
 
         def op(s: Session) -> int:
             stmt = update(AlertRow).where(AlertRow.id == alert_id).values(**values)
@@ -142,6 +152,26 @@ class InboxMixin(CatalogBase):
 
         if self._write(op) != 1:
             raise NotFoundError(f"no alert with id {alert_id}")
+
+    def recent_alerts(self, *, model: str | None = None, limit: int = 50) -> list[AlertRecord]:
+        """The ``limit`` most recently received alerts, newest first, optionally of one model."""
+        query = select(AlertRow).order_by(AlertRow.id.desc()).limit(max(0, limit))
+        if model is not None:
+            query = query.where(AlertRow.model == model)
+        return [alert_record(row) for row in self._read(lambda s: s.scalars(query).all())]
+
+    def prune_alerts(self, older_than: datetime) -> int:
+        """Delete decided alerts received before ``older_than``; how many. Rows still
+        ``received`` are never pruned: they wait for a decision, however old. A pruned alert's
+        dedup key is free again, so the same key arriving later is a new alert."""
+
+        def op(s: Session) -> int:
+            stmt = delete(AlertRow).where(
+                AlertRow.state != "received", AlertRow.received_at < older_than
+            )
+            return cast(CursorResult[Any], s.execute(stmt)).rowcount
+
+        return self._write(op)
 
 
 def _checked_alert(alert: NewAlert) -> dict[str, Any]:

@@ -119,6 +119,7 @@ class AlertRecord:
     state: str
     flow_run_id: str | None
     received_at: datetime
+    reason: str | None = None  # why it was folded or ignored (unknown model, resolved, ...)
 
 
 @dataclass(frozen=True)

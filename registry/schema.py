@@ -179,3 +179,4 @@ class AlertRow(Base):
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(String(200))  # why folded or ignored

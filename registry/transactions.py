@@ -197,4 +197,5 @@ def alert_record(row: AlertRow) -> AlertRecord:
         state=row.state,
         flow_run_id=row.flow_run_id,
         received_at=row.received_at,
+        reason=row.reason,
     )

@@ -5,11 +5,14 @@
 - ``GET /v1/models/<name>:stats``: cumulative per-version counters, the canary analysis source
   (``?recent=1`` adds exact recent latency percentiles; ``POST :reset-latency`` clears them)
 - ``GET /v1/models/<name>``: versions, weights, health; ``GET /v1/models``: every model
-- ``GET /metrics``: Prometheus text; ``GET /healthz``, ``GET /readyz``
+- ``GET /v1/models/<name>/ready``: 200 once its champion is loaded, 503 (with why) until then
+- ``GET /metrics``: Prometheus text; ``GET /healthz``, ``GET /readyz`` (every model that has a
+  champion has it loaded; models without one are listed under ``no_champion``, not failed)
 
 ``limits`` (``serving.limits.ServeLimits``) caps bodies, batches and request ids, and with a
 token set requires ``Authorization: Bearer <token>`` on everything under ``/v1/models`` but
-``:predict`` (that too with ``auth_predict``); health, readiness and metrics stay open.
+``:predict`` (that too with ``auth_predict``); health, readiness (``/readyz`` and
+``/v1/models/<name>/ready``) and metrics stay open.
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ def create_app(
     endpoints = _Endpoints(server)
     app = Starlette(
         routes=[
+            # ``{target}`` matches no "/", so ``<name>/ready`` never reaches ``model``.
             HttpRoute("/v1/models/{target}", endpoints.model, methods=["GET", "POST"]),
+            HttpRoute("/v1/models/{name}/ready", endpoints.model_ready, methods=["GET"]),
             HttpRoute("/v1/models", endpoints.list_models, methods=["GET"]),
             HttpRoute("/metrics", endpoints.metrics, methods=["GET"]),
             HttpRoute("/healthz", endpoints.healthz, methods=["GET"]),
@@ -157,13 +162,46 @@ class _Endpoints:
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok"})
 
+    def _expected(self) -> list[str]:
+        """The models this server serves: those it was told, or every model it has read."""
+        return self.follower.models or sorted(self.follower.routes)
+
     async def readyz(self, request: Request) -> Response:
-        """Ready once every expected model has a champion loaded."""
-        follower = self.follower
-        expected = follower.models or list(follower.routes)
-        missing = [
-            m for m in expected if (r := follower.routes.get(m)) is None or r.champion is None
-        ]
-        if missing or not expected:
-            return json_response({"ready": False, "missing": missing}, 503)
-        return json_response({"ready": True, "models": expected})
+        """Ready once every served model that has a champion has one loaded; a model without a
+        champion (a new spec) is listed under ``no_champion`` and does not fail it."""
+        expected = self._expected()
+        ready: list[str] = []
+        no_champion: list[str] = []
+        reasons: dict[str, str] = {}
+        for model in expected:
+            state, reason = self.follower.readiness(model)
+            if state == "ready":
+                ready.append(model)
+            elif state == "no_champion":
+                no_champion.append(model)
+            else:
+                reasons[model] = reason or "not ready"
+        body: dict[str, Any] = {"models": ready, "no_champion": no_champion}
+        if reasons or not expected:
+            if not expected:
+                body["error"] = "no model to serve" + (
+                    f": {error}" if (error := self.follower.last_poll_error) else ""
+                )
+            return json_response(
+                {"ready": False, **body, "missing": list(reasons), "reasons": reasons}, 503
+            )
+        return json_response({"ready": True, **body})
+
+    async def model_ready(self, request: Request) -> Response:
+        """KServe v1 per-model readiness: 200 ``{"name", "ready": true}`` once its champion is
+        loaded, 503 with the reason until then, 404 for a model not served here. Open, like
+        ``/readyz``."""
+        name = request.path_params["name"]
+        if name not in self._expected():
+            return problem(404, f"model {name!r} is not served here")
+        state, reason = self.follower.readiness(name)
+        if state != "ready":
+            return json_response({"name": name, "ready": False, "reason": reason}, 503)
+        route = self.follower.routes[name]
+        version = route.champion.version if route.champion is not None else None
+        return json_response({"name": name, "ready": True, "version": version})

@@ -257,6 +257,27 @@ class AliasFollower:
         """Versions of ``model`` held in memory."""
         return sorted(v for (m, v) in list(self._warm) if m == model)
 
+    def readiness(self, model: str) -> tuple[str, str | None]:
+        """``("ready", None)`` when ``model`` has a champion loaded; ``("no_champion", why)``
+        when the registry names none (not a failure: a newly registered model); otherwise
+        ``("unready", why)``: not read from the registry yet, or its champion not loaded.
+
+        A model still answering from its previous champion while a new one fails to load is
+        ready: it serves, and the load error shows in its status."""
+        route = self.routes.get(model)
+        if route is not None and route.champion is not None:
+            return "ready", None
+        desired = self.desired.get(model)
+        if desired is None:
+            error = self.last_poll_error
+            return "unready", "not read from the registry yet" + (f": {error}" if error else "")
+        if desired.champion is None:
+            return "no_champion", "no champion alias in the registry"
+        error = self.load_errors.get((model, desired.champion))
+        return "unready", f"champion v{desired.champion} is not loaded" + (
+            f": {error}" if error else ""
+        )
+
     def status(self, model: str) -> dict[str, Any]:
         """What ``GET /v1/models/<name>`` shows."""
         route = self.routes.get(model)

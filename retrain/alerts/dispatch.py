@@ -4,7 +4,8 @@ The receiver stores each alert in the registry inbox (state ``received``) and ha
 single background thread decides, so decisions for one model never race inside a process:
 
 - ``resolved`` alerts, alerts for models with no registered pipeline and models whose spec
-  turns drift triggers off are marked ``ignored``;
+  turns drift triggers off are marked ``ignored``, with the reason (``resolved``, ``unknown
+  model``, ``triggers off``); an unknown model is logged once per model per hour;
 - a firing alert for a model whose retrain started less than ``cooldown_minutes`` ago (or is
   still running) is marked ``folded`` with that run's id;
 - otherwise a retrain starts through the launcher with the idempotency key
@@ -13,7 +14,9 @@ single background thread decides, so decisions for one model never race inside a
   crash or a second receiver returns the same Prefect flow run instead of a new one.
 
 A launch that fails (Prefect unreachable) leaves the alert ``received``; the sweeper offers
-``received`` rows again, which is also how rows left behind by a crash are picked up.
+``received`` rows again, which is also how rows left behind by a crash are picked up. The
+sweeper also prunes decided alerts older than ``retention_days`` (at most once an hour);
+``received`` rows are never pruned.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from registry.errors import LaunchError, RetrainError
+from retrain.alerts.housekeeping import InboxPruner, UnknownModelLog
 from retrain.alerts.launchers import RetrainLauncher
 from tasks.pipeline.trigger import (
     RETRAIN_REQUESTED,
@@ -56,8 +60,9 @@ _BUSY_BATCH_S = 0.02
 class AlertDispatcher:
     """Decides what each stored alert starts, on one background thread.
 
-    ``clock`` is the wall time trigger decisions use; ``monotonic`` paces the sweeps and the
-    deferred writes. Tests pass a manual clock and decide with ``run_pending`` (no thread).
+    ``clock`` is the wall time trigger decisions, the unknown-model log and pruning use;
+    ``monotonic`` paces the sweeps and the deferred writes. Tests pass a manual clock and
+    decide with ``run_pending`` (no thread). ``retention_days``: how long decided alerts stay.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class AlertDispatcher:
         *,
         sweep_interval_s: float = 30.0,
         retry_after_s: float = 15.0,
+        retention_days: float = 30.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         is_busy: Callable[[], bool] = lambda: False,
@@ -80,12 +86,14 @@ class AlertDispatcher:
         self._models = models
         self._sweep_interval_s = sweep_interval_s
         self._retry_after_s = retry_after_s
+        self._pruner = InboxPruner(registry, retention_days=retention_days, clock=clock)
+        self._unknown = UnknownModelLog(log, clock=clock)
         self._clock = clock
         self._monotonic = monotonic
         self._is_busy = is_busy
         self._queue: queue.Queue[AlertRecord | None] = queue.Queue()
         self._queued: set[int] = set()  # queued, or decided with the state not yet written
-        self._marks: deque[tuple[int, str, str | None]] = deque()
+        self._marks: deque[tuple[int, str, str | None, str | None]] = deque()
         self._lock = threading.Lock()
         self._last_run: dict[str, LastRetrain | None] = {}
         self._launch_paused_until = 0.0  # after a failed launch, Prefect gets a moment
@@ -103,11 +111,19 @@ class AlertDispatcher:
         self._queue.put(alert)
 
     def sweep(self, *, older_than_s: float = 0.0) -> int:
-        """Queue inbox rows still ``received`` (left by a crash or a failed launch)."""
+        """Queue inbox rows still ``received`` (left by a crash or a failed launch), after
+        pruning old decided alerts if an hour has passed since the last prune."""
+        if self._pruner.due():
+            self.prune()
         pending = self._registry.catalog.pending_alerts(older_than_s=older_than_s)
         for alert in pending:
             self.submit(alert)
         return len(pending)
+
+    def prune(self) -> int:
+        """Delete decided alerts older than ``retention_days`` (never ``received`` ones)."""
+        with self.write_lock:
+            return self._pruner.prune()
 
     def start(self) -> None:
         """Start the decision thread; rows left ``received`` by an earlier process go first."""
@@ -212,10 +228,12 @@ class AlertDispatcher:
                 if self._monotonic() - self._last_busy_write < _BUSY_WRITE_GAP_S:
                     return
                 self._last_busy_write = self._monotonic()
-            alert_id, state, run_id = self._marks.popleft()
+            alert_id, state, run_id, reason = self._marks.popleft()
             try:
                 with self.write_lock:
-                    self._registry.catalog.mark_alert(alert_id, state, flow_run_id=run_id)
+                    self._registry.catalog.mark_alert(
+                        alert_id, state, flow_run_id=run_id, reason=reason
+                    )
             except RetrainError:
                 log.exception(
                     "alert %s: could not record %s; it will be decided again", alert_id, state
@@ -231,8 +249,13 @@ class AlertDispatcher:
         the last retrain is cached per model, so a storm reads the event log once.
         """
         summary = self._models().get(alert.model)
-        if alert.status != "firing" or summary is None or not summary.drift_trigger:
-            return self._mark(alert.id, "ignored", None, defer)
+        if summary is None:
+            self._unknown.warn(alert)
+            return self._mark(alert.id, "ignored", None, defer, "unknown model")
+        if alert.status != "firing":
+            return self._mark(alert.id, "ignored", None, defer, alert.status)
+        if not summary.drift_trigger:
+            return self._mark(alert.id, "ignored", None, defer, "triggers off")
         model, now = alert.model, self._clock()
         if self._launch_paused_until > now:
             return "received"  # Prefect was unreachable a moment ago; the sweeper retries
@@ -242,7 +265,7 @@ class AlertDispatcher:
             self._last_run[model] = last_retrain(self._registry, model)
             verdict = self._verdict(self._last_run[model], summary.cooldown_minutes, when)
         if not verdict.start:
-            return self._mark(alert.id, "folded", verdict.folded_into, defer)
+            return self._mark(alert.id, "folded", verdict.folded_into, defer, verdict.reason)
         window = int(alert.received_at.timestamp() // (summary.cooldown_minutes * 60.0))
         key = f"retrain-{model}-{window}"
         try:
@@ -255,7 +278,9 @@ class AlertDispatcher:
             return "received"
         self._last_run[model] = LastRetrain(when, run_id, "alert")
         with self.write_lock:
-            self._registry.catalog.mark_alert(alert.id, "submitted", flow_run_id=run_id)
+            self._registry.catalog.mark_alert(
+                alert.id, "submitted", flow_run_id=run_id, reason=verdict.reason
+            )
             record_trigger(
                 self._registry,
                 RETRAIN_REQUESTED,
@@ -280,12 +305,14 @@ class AlertDispatcher:
             is_running=self._is_running,
         )
 
-    def _mark(self, alert_id: int, state: str, run_id: str | None, defer: bool) -> str:
+    def _mark(self, alert_id: int, state: str, run_id: str | None, defer: bool, reason: str) -> str:
         if defer:
-            self._marks.append((alert_id, state, run_id))
+            self._marks.append((alert_id, state, run_id, reason))
         else:
             with self.write_lock:
-                self._registry.catalog.mark_alert(alert_id, state, flow_run_id=run_id)
+                self._registry.catalog.mark_alert(
+                    alert_id, state, flow_run_id=run_id, reason=reason
+                )
         return state
 
     def _is_running(self, run_id: str) -> bool:

@@ -4,13 +4,17 @@ Sources and how an alert names its model and is deduplicated:
 
 - ``alertmanager``: Prometheus Alertmanager webhook, version 4. The model is the ``model``
   label of each alert (``retrain_model`` and ``ml_model`` are accepted too); alerts of one
-  notification are grouped per model. Dedup key: groupKey + status + sorted fingerprints, so
-  Alertmanager's repeat notifications of an unchanged group are stored once.
+  notification are grouped per model. Dedup key: groupKey + status + model + each alert's
+  incident (its fingerprint with its ``startsAt``), so Alertmanager's repeat notifications of
+  an unchanged group are stored once, while the same alert firing again later (a new
+  ``startsAt``) is a new incident.
 - ``grafana``: Grafana unified-alerting webhook (the same shape, version 1).
 - ``evidently``: a small JSON document a monitoring job posts after an Evidently report:
   ``{"model": ..., "drift_share": 0.4, "drifted_columns": [...], "report_id": ...}``.
   Dedup key: ``report_id`` when given, else the body's hash.
 - ``generic``: ``{"model": ..., "status": "firing"|"resolved", "reason": ..., "dedup_key": ...}``.
+  Dedup key: the sender's ``dedup_key`` when given, else model + status + the UTC hour of
+  receipt (``now``), so a repeat within the hour is stored once and one later is a new incident.
 
 Nothing here does I/O. A body that cannot be taken whole raises ``AlertPayloadError`` (a 4xx)
 and nothing of it is stored: not JSON, too deep, odd numbers, NUL or lone surrogates anywhere
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
@@ -65,6 +70,7 @@ Status = Literal["firing", "resolved"]
 _MODEL_LABELS = ("model", "retrain_model", "ml_model")
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _Doc = TypeVar("_Doc", bound=BaseModel)
+_GENERIC_WINDOW_S = 3600  # a generic alert without a dedup_key: one incident per hour
 
 
 def _model_name(value: str) -> str:
@@ -98,6 +104,9 @@ class ParsedAlerts:
 
     signals: list[AlertSignal]
     invalid: list[dict[str, Any]] = field(default_factory=list)
+
+
+_Parser = Callable[[dict[str, Any], bytes, float], ParsedAlerts]
 
 
 class _Open(BaseModel):
@@ -140,13 +149,14 @@ class _Generic(_Open):
     labels: Labels = Field(default_factory=dict)
 
 
-def parse_alerts(source: str, body: bytes) -> ParsedAlerts:
+def parse_alerts(source: str, body: bytes, *, now: float | None = None) -> ParsedAlerts:
     """What ``body`` sent by ``source`` holds; ``AlertPayloadError`` (a 4xx) for a body that
-    cannot be taken whole: nothing of it may be stored then."""
+    cannot be taken whole: nothing of it may be stored then. ``now`` (unix seconds, default the
+    current time) is the time of receipt, which dates a generic alert without a dedup key."""
     parser = SOURCES.get(source)
     if parser is None:
         raise AlertPayloadError(f"unknown alert source {source!r}", status=404)
-    return parser(read_json_object(body), body)
+    return parser(read_json_object(body), body, time.time() if now is None else now)
 
 
 def _validate(shape: type[_Doc], document: dict[str, Any]) -> _Doc:
@@ -157,8 +167,8 @@ def _validate(shape: type[_Doc], document: dict[str, Any]) -> _Doc:
         raise AlertPayloadError(describe_first_error(exc, shape)) from exc
 
 
-def _webhook(source: str) -> Callable[[dict[str, Any], bytes], ParsedAlerts]:
-    def parse(document: dict[str, Any], body: bytes) -> ParsedAlerts:
+def _webhook(source: str) -> _Parser:
+    def parse(document: dict[str, Any], body: bytes, now: float) -> ParsedAlerts:
         alerts = document.get("alerts")
         if isinstance(alerts, list) and len(alerts) > MAX_ALERTS:  # before validating them all
             raise AlertPayloadError(
@@ -174,8 +184,10 @@ def _webhook(source: str) -> Callable[[dict[str, Any], bytes], ParsedAlerts]:
         signals = []
         for model, group in sorted(per_model.items()):
             status = "firing" if any(a.status == "firing" for a in group) else "resolved"
-            fingerprints = sorted(a.fingerprint or _hash(a.labels) for a in group)
-            key = _hash([hook.groupKey, status, fingerprints, model])
+            # An alert's incident: its fingerprint and when it started firing. A repeat
+            # notification carries both unchanged; the alert firing again starts anew.
+            incidents = sorted([a.fingerprint or _hash(a.labels), a.startsAt or ""] for a in group)
+            key = _hash([hook.groupKey, status, incidents, model])
             payload = {
                 "groupKey": hook.groupKey,
                 "receiver": hook.receiver,
@@ -208,7 +220,7 @@ def _group_by_model(
     return per_model, invalid
 
 
-def _evidently(document: dict[str, Any], body: bytes) -> ParsedAlerts:
+def _evidently(document: dict[str, Any], body: bytes, now: float) -> ParsedAlerts:
     alert = _validate(_Evidently, document)
     key = alert.report_id or _hash_bytes(body)
     payload = alert.model_dump(exclude_none=True)
@@ -216,16 +228,17 @@ def _evidently(document: dict[str, Any], body: bytes) -> ParsedAlerts:
     return ParsedAlerts([signal])
 
 
-def _generic(document: dict[str, Any], body: bytes) -> ParsedAlerts:
+def _generic(document: dict[str, Any], body: bytes, now: float) -> ParsedAlerts:
     alert = _validate(_Generic, document)
-    key = alert.dedup_key or _hash_bytes(body)
+    # Without the sender's key, one incident per model, status and hour of receipt.
+    key = alert.dedup_key or _hash([alert.model, alert.status, int(now // _GENERIC_WINDOW_S)])
     payload = alert.model_dump(exclude_none=True)
     return ParsedAlerts(
         [AlertSignal("generic", alert.model, alert.status, f"generic:{key}", payload)]
     )
 
 
-SOURCES: dict[str, Callable[[dict[str, Any], bytes], ParsedAlerts]] = {
+SOURCES: dict[str, _Parser] = {
     "alertmanager": _webhook("alertmanager"),
     "grafana": _webhook("grafana"),
     "evidently": _evidently,

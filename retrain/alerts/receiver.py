@@ -126,11 +126,13 @@ def create_app(
     store_timeout_s: float = STORE_TIMEOUT_S,
     sweep_interval_s: float = 30.0,
     models_ttl_s: float = 5.0,
+    retention_days: float = 30.0,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The receiver app; its dispatcher runs while the app is up (``app.state.dispatcher``).
 
-    ``clock`` is the time trigger decisions use (a simulation passes its own)."""
+    ``clock`` is the time trigger decisions use (a simulation passes its own);
+    ``retention_days`` how long decided alerts stay in the inbox."""
     auth = RequestAuth(token, hmac_secret, max_signature_age_s)  # ConfigError without either
     models = _ModelDirectory(registry, models_ttl_s)
     activity = _Activity()
@@ -139,12 +141,13 @@ def create_app(
         launcher,
         models,
         sweep_interval_s=sweep_interval_s,
+        retention_days=retention_days,
         is_busy=activity.busy,
         clock=clock,
     )
     writer = InboxWriter(_inbox_write(registry, dispatcher, models), store_timeout_s)
     endpoint = _AlertEndpoint(
-        dispatcher, writer, auth, models, activity, (max_body_bytes, body_timeout_s)
+        dispatcher, writer, auth, models, activity, (max_body_bytes, body_timeout_s), clock
     )
     app = Starlette(
         routes=[
@@ -194,6 +197,7 @@ class _AlertEndpoint:
         models: _ModelDirectory,
         activity: _Activity,
         body_limits: tuple[int, float],
+        clock: Callable[[], float],
     ) -> None:
         self._dispatcher = dispatcher
         self._writer = writer
@@ -201,6 +205,7 @@ class _AlertEndpoint:
         self._models = models
         self._activity = activity
         self._max_body_bytes, self._body_timeout_s = body_limits
+        self._clock = clock
 
     async def receive(self, request: Request) -> JSONResponse:
         with self._activity:
@@ -240,9 +245,10 @@ class _AlertEndpoint:
         body = await read_capped(request, self._max_body_bytes, self._body_timeout_s)
         if not authorization:
             self._auth.check_signature(request.headers, body)
+        now = self._clock()  # the time of receipt dates a generic alert without a dedup key
         if len(body) > _PARSE_OFF_LOOP_BYTES:
-            return await run_in_threadpool(parse_alerts, source, body)
-        return parse_alerts(source, body)  # small: cheaper here than a hop to a thread
+            return await run_in_threadpool(parse_alerts, source, body, now=now)
+        return parse_alerts(source, body, now=now)  # small: cheaper here than a hop to a thread
 
 
 def _new_alert(s: AlertSignal) -> NewAlert:
@@ -296,7 +302,13 @@ def create_app_from_settings(
     token = settings.alerts_token.get_secret_value() if settings.alerts_token else None
     secret = settings.alerts_hmac_secret.get_secret_value() if settings.alerts_hmac_secret else None
     registry = (registry_factory or build_registry)(settings)
-    return create_app(registry, launcher or PrefectLauncher(), token=token, hmac_secret=secret)
+    return create_app(
+        registry,
+        launcher or PrefectLauncher(),
+        token=token,
+        hmac_secret=secret,
+        retention_days=settings.alerts_retention_days,
+    )
 
 
 def app_from_environment() -> Starlette:

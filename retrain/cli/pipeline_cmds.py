@@ -16,6 +16,7 @@ from retrain.cli.token_file import local_token
 __all__ = [
     "alerts_app",
     "export",
+    "list_alerts",
     "ls",
     "register",
     "send",
@@ -238,15 +239,21 @@ def send(
 ) -> None:
     """Post a generic alert to the receiver, authenticated like a monitoring system would."""
     import json
+    import uuid
 
     import httpx
 
     from retrain.alerts.auth import sign_body
 
     cfg = settings()
-    body = json.dumps(
-        {"model": model, "status": "resolved" if resolved else "firing", "reason": reason}
-    ).encode()
+    # Each send is a new incident: a key of its own, never folded away as a duplicate.
+    document = {
+        "model": model,
+        "status": "resolved" if resolved else "firing",
+        "reason": reason,
+        "dedup_key": f"cli-{model}-{uuid.uuid4().hex}",
+    }
+    body = json.dumps(document).encode()
     headers = {"Content-Type": "application/json"}
     if cfg.alerts_hmac_secret is not None:
         headers |= sign_body(cfg.alerts_hmac_secret.get_secret_value(), body)
@@ -264,3 +271,34 @@ def send(
     if response.status_code != 202:
         raise ConfigError(f"receiver answered {response.status_code}: {response.text.strip()}")
     console.print(json.dumps(response.json()), highlight=False, markup=False)
+
+
+@alerts_app.command("ls")
+def list_alerts(
+    model: str | None = typer.Option(None, "--model", help="Only alerts about this model."),
+    limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="How many, newest first."),
+) -> None:
+    """Recent alerts in the inbox with their decision and why (newest first)."""
+    registry = open_registry()
+    try:
+        alerts = registry.catalog.recent_alerts(model=model, limit=limit)
+    finally:
+        registry.close()
+    if not alerts:
+        console.print("No alerts in the inbox.", markup=False)
+        return
+    rows = [
+        {
+            "id": a.id,
+            "received": a.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "source": a.source,
+            "model": a.model,
+            "status": a.status,
+            "state": a.state,
+            "reason": a.reason or "",
+            "flow run": a.flow_run_id or "",
+        }
+        for a in alerts
+    ]
+    columns = ["id", "received", "source", "model", "status", "state", "reason", "flow run"]
+    console.print(render_table("alerts", rows, columns))

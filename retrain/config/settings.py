@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     alerts_hmac_secret: SecretStr | None = Field(
         default=None, description="Shared secret for HMAC-SHA256 signed alerts."
     )
+    alerts_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days a decided alert stays in the inbox before the receiver prunes it.",
+    )
     prometheus_url: str | None = Field(
         default=None,
         description="Prometheus base URL for canary analysis (default: the model server's stats).",

@@ -25,7 +25,7 @@ def test_an_older_catalog_is_upgraded_on_open(tmp_path: Path) -> None:
     catalog = Catalog.open(url)
     try:
         with catalog.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0003"
+            assert MigrationContext.configure(conn).get_current_revision() == "0004"
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("blobs")}
         assert "ix_blobs_size" in indexes
         assert catalog.list_models() == []

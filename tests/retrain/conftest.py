@@ -40,9 +40,15 @@ def register_models(
 
 
 def alertmanager_body(
-    model: str, *, status: str = "firing", fingerprint: str = "f1", group: str = "g"
+    model: str,
+    *,
+    status: str = "firing",
+    fingerprint: str = "f1",
+    group: str = "g",
+    starts_at: str = "2026-11-21T10:00:00Z",
 ) -> bytes:
-    """An Alertmanager webhook (version 4) notification with one alert for ``model``."""
+    """An Alertmanager webhook (version 4) notification with one alert for ``model``, firing
+    since ``starts_at`` (its incident)."""
     document: dict[str, Any] = {
         "version": "4",
         "groupKey": f'{{}}:{{alertname="FeatureDrift", group="{group}"}}',
@@ -58,7 +64,7 @@ def alertmanager_body(
                 "status": status,
                 "labels": {"alertname": "FeatureDrift", "model": model},
                 "annotations": {"summary": f"drift on {model}"},
-                "startsAt": "2026-11-21T10:00:00Z",
+                "startsAt": starts_at,
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus:9090/graph",
                 "fingerprint": fingerprint,
