@@ -36,7 +36,9 @@ def up(
                 if stopping():
                     break
                 with console.status(f"starting {service.name}…"):
-                    stack.start(service)
+                    stack.start(service, stop=stopping)
+                if stopping():
+                    break
                 if service.name in stack.degraded:
                     why = stack.degraded[service.name]
                     degraded = Text(f"! {service.name:<15} degraded", style="yellow")

@@ -56,7 +56,7 @@ class Stack:
     restarts: dict[str, int] = field(default_factory=dict)
     degraded: dict[str, str] = field(default_factory=dict)
 
-    def start(self, service: Service) -> None:
+    def start(self, service: Service, stop: Callable[[], bool] = lambda: False) -> None:
         """Start ``service`` and block until its ready URL answers (or it dies). An optional
         service that fails is stopped and listed in ``degraded`` instead of raising."""
         proc = self._spawn(service)
@@ -64,7 +64,7 @@ class Stack:
         if service.ready_url is None:
             return
         try:
-            self._wait_ready(service, proc)
+            self._wait_ready(service, proc, stop)
         except StackError as exc:
             if not service.optional:
                 raise
@@ -112,10 +112,14 @@ class Stack:
                     del due[service.name]
             sleep(0.2)
 
-    def _wait_ready(self, service: Service, proc: subprocess.Popen[bytes]) -> None:
+    def _wait_ready(
+        self, service: Service, proc: subprocess.Popen[bytes], stop: Callable[[], bool]
+    ) -> None:
         assert service.ready_url is not None
         deadline = time.monotonic() + service.ready_timeout_s
         while time.monotonic() < deadline:
+            if stop():  # Ctrl-C or SIGTERM while waiting: the caller stops everything
+                return
             if proc.poll() is not None:
                 raise StackError(
                     f"{service.name} exited with code {proc.returncode} while starting; "

@@ -148,3 +148,27 @@ def test_sigterm_stops_every_child_and_waits_for_them(tmp_path: Path) -> None:
     for pid in pids:  # no child left holding its port
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_stop_while_waiting_for_readiness_does_not_wait_out_the_timeout(tmp_path: Path) -> None:
+    never_ready = Service(
+        "prefect-server",
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        url="",
+        ready_url=f"http://127.0.0.1:{_free_port()}/",
+        ready_timeout_s=240.0,
+    )
+    stack = Stack(log_dir=tmp_path / "logs")
+    asked = [0]
+
+    def stop() -> bool:  # Ctrl-C arrives on the third readiness check
+        asked[0] += 1
+        return asked[0] >= 3
+
+    started = time.monotonic()
+    try:
+        stack.start(never_ready, stop=stop)
+        assert time.monotonic() - started < 10.0
+    finally:
+        stack.stop(timeout_s=5)
+    assert stack.running == []
