@@ -21,7 +21,6 @@ from flows.context import (
     trigger_time,
 )
 from retrain.config.settings import Settings
-from tasks.artifacts import artifact_key, publish_table
 from tasks.pipeline.recipe import RetrainRequest, run_retrain
 from tasks.pipeline.runs import RetrainSummary
 from tasks.pipeline.trigger import (
@@ -32,6 +31,7 @@ from tasks.pipeline.trigger import (
 )
 from tasks.pipeline_tasks import PREFECT_STEPS
 from tasks.release_tasks import repair_model_releases
+from tasks.reporting.artifacts import artifact_key, publish_table
 
 __all__ = ["retrain_model"]
 

@@ -6,9 +6,9 @@ from prefect import flow
 
 from flows.context import registry_for
 from retrain.config.settings import Settings
-from tasks.artifacts import artifact_key, publish_table
 from tasks.release.rollback import RollbackResult
 from tasks.release_tasks import roll_back_model
+from tasks.reporting.artifacts import artifact_key, publish_table
 
 __all__ = ["rollback_model"]
 

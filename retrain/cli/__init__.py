@@ -18,7 +18,7 @@ from retrain.cli import (  # noqa: F401  (each module attaches its commands to t
     train_cmds,
 )
 from retrain.cli.app import app
-from retrain.cli.common import err_console
+from retrain.terminal import err_console
 
 __all__ = ["main"]
 

@@ -1,16 +1,11 @@
-"""What every CLI command shares: the settings, the console, the registry, table rendering."""
+"""What every CLI command shares: the settings, the registry, the listening sockets."""
 
 from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from registry.errors import ConfigError
 from retrain.config.loading import load_settings
@@ -19,19 +14,7 @@ from retrain.config.settings import Settings
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = [
-    "check_port",
-    "console",
-    "err_console",
-    "listen_socket",
-    "open_registry",
-    "render_table",
-    "settings",
-]
-
-# emoji=False: a ":smile:" in a user's name stays as typed
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
+__all__ = ["check_port", "listen_socket", "open_registry", "settings"]
 
 
 @lru_cache(maxsize=1)
@@ -45,30 +28,6 @@ def open_registry() -> Registry:
     from retrain.config.wiring import build_registry
 
     return build_registry(settings())
-
-
-def render_table(
-    title: str, rows: Sequence[Mapping[str, Any]], columns: Iterable[str] | None = None
-) -> Table:
-    """A rich table of ``rows`` (dicts), columns in the given or first-row order; the title and
-    the cells are shown literally (a ``[red]`` in a model name is never rich markup)."""
-    cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    table = Table(title=Text(title), title_justify="left")
-    for col in cols:
-        table.add_column(Text(col))
-    for row in rows:
-        table.add_row(*(Text(_fmt(row.get(c))) for c in cols))
-    return table
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def check_port(port: int, what: str) -> None:

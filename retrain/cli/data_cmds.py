@@ -15,7 +15,8 @@ from rich.text import Text
 
 from registry.errors import ConfigError
 from retrain.cli.app import app
-from retrain.cli.common import console, open_registry, render_table, settings
+from retrain.cli.common import open_registry, settings
+from retrain.terminal import console, render_table
 
 if TYPE_CHECKING:
     import pandas as pd

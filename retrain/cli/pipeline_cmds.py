@@ -10,8 +10,9 @@ from rich.text import Text
 
 from registry.errors import ConfigError
 from retrain.cli.app import app, pipelines_app
-from retrain.cli.common import console, listen_socket, open_registry, render_table, settings
+from retrain.cli.common import listen_socket, open_registry, settings
 from retrain.cli.token_file import local_token
+from retrain.terminal import console, render_table
 
 __all__ = [
     "alerts_app",

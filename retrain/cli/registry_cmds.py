@@ -23,7 +23,8 @@ from registry.errors import ConfigError
 from registry.records import VerifyReport
 from registry.verifying import CORRUPT, STORE_INTACT, UNSTABLE
 from retrain.cli.app import models_app, registry_app
-from retrain.cli.common import console, err_console, open_registry, render_table
+from retrain.cli.common import open_registry
+from retrain.terminal import console, err_console, render_table
 
 __all__ = ["parse_duration"]
 

@@ -9,7 +9,8 @@ from rich.text import Text
 
 from registry.errors import ConfigError, ServingError
 from retrain.cli.app import app
-from retrain.cli.common import console, listen_socket, open_registry, render_table, settings
+from retrain.cli.common import listen_socket, open_registry, settings
+from retrain.terminal import console, render_table
 
 if TYPE_CHECKING:
     from retrain.config.settings import Settings

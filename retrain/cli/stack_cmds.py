@@ -6,7 +6,8 @@ import typer
 from rich.text import Text
 
 from retrain.cli.app import app
-from retrain.cli.common import check_port, console, settings
+from retrain.cli.common import check_port, settings
+from retrain.terminal import console
 
 __all__ = ["demo", "up"]
 

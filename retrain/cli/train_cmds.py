@@ -10,7 +10,8 @@ import typer
 
 from registry.errors import ConfigError
 from retrain.cli.app import app
-from retrain.cli.common import console, open_registry, render_table, settings
+from retrain.cli.common import open_registry, settings
+from retrain.terminal import console, render_table
 
 if TYPE_CHECKING:
     from registry.records import ModelVersionRecord

@@ -14,7 +14,6 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from retrain.cli.common import console, render_table
 from retrain.config.spec_store import register_spec
 from retrain.local.demo_services import DemoServices
 from retrain.local.demo_support import (
@@ -28,6 +27,7 @@ from retrain.local.demo_support import (
     wait_for_alert_run,
     write_week,
 )
+from retrain.terminal import console, render_table
 from tasks.pipeline.runs import RetrainSummary
 
 if TYPE_CHECKING:

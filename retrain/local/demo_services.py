@@ -131,8 +131,8 @@ class DemoServices:
         cls, registry: Registry, settings: Settings, clock: DemoClock, token: str
     ) -> DemoServices:
         from retrain.alerts.receiver import create_app as create_alert_app
-        from retrain.cli.common import console
         from retrain.local.demo_support import MODEL
+        from retrain.terminal import console
         from serving.app import create_app
         from serving.faults import FaultInjector
         from serving.runner import start_server

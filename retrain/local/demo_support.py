@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from retrain.cli.common import console, render_table
+from retrain.terminal import console, render_table
 
 if TYPE_CHECKING:
     from registry.store import Registry

@@ -32,9 +32,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.errors import DriftError
-from tasks.artifacts import artifact_key, publish_link, publish_markdown, publish_table
 from tasks.data.drift_result import ColumnDrift, DriftResult
 from tasks.data.sources import EVENT_TIME
+from tasks.reporting.artifacts import artifact_key, publish_link, publish_markdown, publish_table
 
 if TYPE_CHECKING:
     from registry.records import ArtifactRecord

@@ -30,8 +30,8 @@ import pandas as pd
 
 from expectations import suite_path
 from registry.errors import ConfigError, DataValidationError
-from tasks.artifacts import artifact_key, publish_table
 from tasks.data.validation_result import ValidationResult, check_from_gx
+from tasks.reporting.artifacts import artifact_key, publish_table
 
 if TYPE_CHECKING:
     from registry.records import ArtifactRecord

@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.metrics import compute_metrics, metric_spec
 from registry.errors import ConfigError
-from tasks.artifacts import artifact_key, publish_markdown, publish_table
 from tasks.gate.checks import ChampionComparison, compare_with_champion, floor_check, latency_check
 from tasks.gate.model_card import Check, GateDecision, render_model_card
+from tasks.reporting.artifacts import artifact_key, publish_markdown, publish_table
 
 if TYPE_CHECKING:
     from models.bundle import ModelBundle

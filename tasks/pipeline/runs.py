@@ -1,4 +1,4 @@
-"""What a pipeline remembers between runs: its frozen holdout, its reference data, its results.
+"""What a pipeline remembers between runs: its reference data and its results.
 
 All of it lives in the registry (artifacts and the event log), so any process — a scheduled
 run, an alert-triggered run, the CLI — sees the same state.
@@ -22,18 +22,14 @@ if TYPE_CHECKING:
     from tasks.training.fit import TrainResult
 
 __all__ = [
-    "HOLDOUT_KIND",
     "RetrainSummary",
     "champion_reference",
     "find_completed_run",
-    "freeze_holdout",
-    "frozen_holdout",
     "record_run",
     "run_key",
     "summarize_run",
 ]
 
-HOLDOUT_KIND = "holdout"
 _COMPLETED = "retrain.completed"
 
 
@@ -63,55 +59,6 @@ def record_run(
         actor=actor,
         payload={**summary.to_dict(), "run_key": key},
     )
-
-
-def frozen_holdout(registry: Registry, model: str) -> str | None:
-    """Digest of the holdout candidates of ``model`` are graded on: the current champion's.
-
-    It follows the champion alias itself, not the route that set it (the flow, ``retrain
-    canary``, ``retrain rollback``), so it cannot fall behind a champion change. None without a
-    champion, or when no holdout was ever recorded for one.
-    """
-    champion = registry.catalog.get_alias(model, CHAMPION_ALIAS)
-    if champion is None:
-        return None
-    return _holdout_of(registry, model, champion) or _latest_holdout(registry, model)
-
-
-def freeze_holdout(registry: Registry, model: str, version: int, *, by: str) -> str | None:
-    """Record that ``version``, now champion, brings the holdout from now on (``by``: the route).
-
-    Every route that makes a champion calls this, so the ``holdout`` artifacts tell which
-    holdout graded which champion's challengers. A champion trained outside a pipeline has no
-    holdout of its own and keeps the one in force, which the candidate never trained on either.
-    Idempotent; returns the digest recorded, None when there is none to record.
-    """
-    digest = _holdout_of(registry, model, version) or _latest_holdout(registry, model)
-    if digest is None:
-        return None
-    latest = registry.catalog.latest_artifact(HOLDOUT_KIND, model)
-    if latest is None or (latest.digest, latest.meta.get("version")) != (digest, version):
-        registry.catalog.register_artifact(
-            HOLDOUT_KIND, model, digest, meta={"version": version, "by": by}
-        )
-    return digest
-
-
-def _holdout_of(registry: Registry, model: str, version: int) -> str | None:
-    """``version``'s own holdout (split off the batch it was trained on), else the one recorded
-    when it became champion."""
-    own = registry.catalog.get_model_version(model, version).lineage.get("holdout_digest")
-    if own:
-        return str(own)
-    for record in reversed(registry.catalog.artifacts(HOLDOUT_KIND, model)):
-        if record.meta.get("version") == version:
-            return record.digest
-    return None
-
-
-def _latest_holdout(registry: Registry, model: str) -> str | None:
-    record = registry.catalog.latest_artifact(HOLDOUT_KIND, model)
-    return record.digest if record is not None else None
 
 
 def champion_reference(registry: Registry, model: str) -> tuple[int, str] | None:

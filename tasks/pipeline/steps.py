@@ -6,11 +6,12 @@ with each step as a Prefect task, ``retrain train``/``retrain evaluate`` call th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from registry.champions import frozen_holdout
 from registry.errors import ConfigError
 from registry.release import CHAMPION_ALIAS
 from tasks.data.drift import DriftPolicy, detect_drift, record_drift
@@ -20,7 +21,6 @@ from tasks.data.snapshots import Snapshot, read_snapshot, take_snapshot
 from tasks.data.validation import validate_and_record
 from tasks.data.validation_result import ValidationResult
 from tasks.gate.evaluate import evaluate_candidate
-from tasks.pipeline.runs import frozen_holdout
 from tasks.training.fit import train_model
 
 if TYPE_CHECKING:
@@ -78,8 +78,6 @@ def train_candidate(
     registry: Registry, plan: PipelinePlan, prepared: PreparedData, run: TrainingRun
 ) -> TrainResult:
     """Fit the plan on the training snapshot and register the result as a candidate."""
-    from dataclasses import replace
-
     run = replace(run, run_info={**run.run_info, "gate_rules": plan.gate.model_dump(mode="json")})
     return train_model(
         registry,
@@ -122,7 +120,7 @@ def grading_holdout(registry: Registry, model: str, fresh_holdout: str | None) -
     champion = registry.catalog.get_alias(model, CHAMPION_ALIAS)
     if champion is None:
         return fresh_holdout
-    held = frozen_holdout(registry, model)
+    held = frozen_holdout(registry.catalog, model)
     if held is None:
         raise ConfigError(
             f"{model}: champion v{champion} has no recorded holdout (it was not trained by a "

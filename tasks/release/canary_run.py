@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from registry.champions import freeze_holdout
 from registry.errors import MetricsUnavailableError
 from registry.release import (
     CANARY_ALIAS,
@@ -18,12 +19,11 @@ from registry.release import (
     clear_canary,
     publish_weight,
 )
-from tasks.artifacts import ProgressReporter, artifact_key, publish_table
-from tasks.pipeline.runs import freeze_holdout
 from tasks.release.analysis import StepAnalysis, analyse_window
 from tasks.release.metric_sources import MetricsSnapshot, MetricsSource, VersionCounters
 from tasks.release.policy import CanaryOutcome, CanaryPolicy, StepRecord
 from tasks.release.rollback import rollback
+from tasks.reporting.artifacts import ProgressReporter, artifact_key, publish_table
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -194,7 +194,7 @@ class CanaryRun:
                 actor=self.actor,
             )  # fmt: skip
         # Challengers of the new champion are graded on its holdout from now on.
-        freeze_holdout(self.registry, self.model, self.version, by="canary")
+        freeze_holdout(self.registry.catalog, self.model, self.version, by="canary")
         self.catalog.append_event(
             "canary.promoted",
             model=self.model,

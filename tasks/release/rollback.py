@@ -11,10 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from registry.champions import previous_champion
+from registry.champions import freeze_holdout, previous_champion
 from registry.errors import ConfigError
 from registry.release import CHAMPION_ALIAS, clear_canary
-from tasks.pipeline.runs import freeze_holdout
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -78,7 +77,7 @@ def rollback(
     if current is not None:
         catalog.set_status(model, current, "rejected", reason=f"rolled back: {reason}", actor=actor)
     # The holdout goes back with the champion, so the next candidate is graded on its data.
-    freeze_holdout(registry, model, to_version, by="rollback")
+    freeze_holdout(registry.catalog, model, to_version, by="rollback")
     catalog.append_event(
         "model.rolled_back",
         model=model,

@@ -24,7 +24,7 @@ from models.callbacks import (
     ResumableEarlyStopping,
 )
 from models.config import TrainingConfig, resolve_precision
-from tasks.artifacts import ProgressReporter, artifact_key
+from tasks.reporting.artifacts import ProgressReporter, artifact_key
 from tasks.training.plan import TrainingPlan, TrainingRun
 from tasks.training.prepare import RunIdentity
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from models.config import ModelConfig, TrainingConfig
+from registry.champions import HOLDOUT_KIND, frozen_holdout
 from registry.errors import ConfigError
 from registry.store import Registry
 from retrain.testing import ManualClock, ScriptedMetricsSource, canary_script, window_counters
@@ -20,7 +21,6 @@ from retrain.testing_serving import register_test_bundle
 from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
 from tasks.gate.evaluate import GateRules, evaluate_candidate
 from tasks.pipeline.plan import PipelinePlan
-from tasks.pipeline.runs import HOLDOUT_KIND, frozen_holdout
 from tasks.pipeline.steps import gate_candidate, grading_holdout, prepare_data, train_candidate
 from tasks.release.canary import run_canary
 from tasks.release.policy import CanaryPolicy
@@ -71,13 +71,13 @@ def test_a_poisoned_batch_is_graded_on_the_champions_holdout_and_fails(
 ) -> None:
     v1, holdout1 = _candidate(registry, simulate(2000, seed=1), tmp_path)
     _release(registry, v1)  # the first model: promoted outright
-    assert frozen_holdout(registry, MODEL) == holdout1
+    assert frozen_holdout(registry.catalog, MODEL) == holdout1
     v2, holdout2 = _candidate(registry, simulate(2000, seed=3), tmp_path)
     _release(registry, v2)
-    assert frozen_holdout(registry, MODEL) == holdout2  # moved with the champion
+    assert frozen_holdout(registry.catalog, MODEL) == holdout2  # moved with the champion
     rollback(registry, MODEL, reason="complaints")
     assert registry.catalog.get_alias(MODEL, "champion") == v1
-    assert frozen_holdout(registry, MODEL) == holdout1  # and moved back with it
+    assert frozen_holdout(registry.catalog, MODEL) == holdout1  # and moved back with it
     routes = [a.meta["by"] for a in registry.catalog.artifacts(HOLDOUT_KIND, MODEL)]
     assert routes == ["canary", "canary", "rollback"]
 

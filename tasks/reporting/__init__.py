@@ -1,0 +1,1 @@
+"""What the pipeline shows people: Prefect artifacts (tables, markdown, links, progress)."""
