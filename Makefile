@@ -32,6 +32,7 @@ check: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/retrain pipelines export --check
+	$(VENV)/bin/retrain alerts rules --check infra/prometheus/retrain-rules.yml
 
 bench: setup
 	$(PY) bench/registry.py

@@ -46,8 +46,9 @@ class PipelineContext:
     spec: PipelineSpec
 
     def retrain_env(self, trigger: str) -> RetrainEnv:
-        """Tracker, metrics source, checkpoints and run facts for one retrain."""
-        from retrain.config.wiring import build_metrics_source, build_tracker
+        """Tracker, metrics source, the model server a release checks first, checkpoints
+        and run facts for one retrain."""
+        from retrain.config.wiring import build_metrics_source, build_server_probe, build_tracker
         from tasks.pipeline.recipe import RetrainEnv
         from tasks.training.plan import TrainingRun
 
@@ -62,6 +63,7 @@ class PipelineContext:
             run=run,
             s3=self.settings.s3_options,
             actor="retrain-model",
+            server=build_server_probe(self.settings),
         )
 
 

@@ -2,7 +2,8 @@
 
 Numeric features are standardised with the training mean and standard deviation; categorical
 features map to integer codes through a vocabulary whose code 0 is the unknown bucket, so a
-value never seen in training still gets a prediction.
+value never seen in training still gets a prediction. Categorical values are compared by their
+canonical names (``models.categories``): ``3``, ``3.0`` and ``"3"`` are one category.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.categories import category_kind, category_name, category_names, stored_category
 from registry.errors import InvalidInstanceError, TrainingError
 
 __all__ = ["MAX_LABEL_STDS", "MAX_STANDARDISED", "UNKNOWN_CODE", "Preprocessor", "target_values"]
@@ -44,6 +46,8 @@ class Preprocessor:
     vocabularies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     target_mean: float = 0.0
     target_std: float = 1.0
+    category_kinds: Mapping[str, str] = field(default_factory=dict)
+    """What each categorical column held at training (integer, number, boolean, string)."""
 
     @classmethod
     def fit(
@@ -70,6 +74,7 @@ class Preprocessor:
             means.append(float(values.mean()))
             stds.append(max(float(values.std()), _MIN_STD))
         vocabularies = {name: _vocabulary(frame[name], max_categories) for name in categorical}
+        kinds = {name: category_kind(frame[name]) for name in categorical}
         t_mean, t_std = 0.0, 1.0
         if target is not None:
             t_mean, t_std = float(target.mean()), max(float(target.std()), _MIN_STD)
@@ -81,6 +86,7 @@ class Preprocessor:
             vocabularies=vocabularies,
             target_mean=t_mean,
             target_std=t_std,
+            category_kinds=kinds,
         )
 
     @property
@@ -117,7 +123,7 @@ class Preprocessor:
             vocab = self.vocabularies[name]
             # Codes 1..len(vocab) follow the vocabulary; anything else is the unknown bucket.
             index = pd.Index(vocab)
-            codes = index.get_indexer(frame[name].astype("string").fillna(""))
+            codes = index.get_indexer(category_names(frame[name]).fillna(""))
             cat[:, j] = codes + 1
         return num, cat
 
@@ -156,8 +162,7 @@ class Preprocessor:
             for j, (name, codes) in enumerate(categorical):
                 if name not in inst:
                     raise InvalidInstanceError(f"instance {i} lacks feature {name!r}", field=name)
-                value = inst[name]
-                cat[i, j] = UNKNOWN_CODE if value is None else codes.get(str(value), UNKNOWN_CODE)
+                cat[i, j] = _code(codes, inst[name])
         return num, cat
 
     def _transform_columns(
@@ -186,10 +191,7 @@ class Preprocessor:
         for j, (name, codes) in enumerate(zip(self.categorical, self._codes, strict=True)):
             if not all(name in inst for inst in instances):
                 return None
-            cat[:, j] = [
-                UNKNOWN_CODE if (v := inst[name]) is None else codes.get(str(v), UNKNOWN_CODE)
-                for inst in instances
-            ]
+            cat[:, j] = [_code(codes, inst[name]) for inst in instances]
         return num, cat
 
     def label_range(self, task: str) -> tuple[float, float]:
@@ -209,6 +211,9 @@ class Preprocessor:
             "numeric_order": list(self.numeric),
             "categorical": {n: list(self.vocabularies[n]) for n in self.categorical},
             "categorical_order": list(self.categorical),
+            "categorical_types": {
+                n: self.category_kinds.get(n, "string") for n in self.categorical
+            },
             "target": {"mean": self.target_mean, "std": self.target_std},
         }
 
@@ -221,9 +226,15 @@ class Preprocessor:
             categorical=categorical,
             means=tuple(float(data["numeric"][n]["mean"]) for n in numeric),
             stds=tuple(float(data["numeric"][n]["std"]) for n in numeric),
-            vocabularies={n: tuple(str(v) for v in data["categorical"][n]) for n in categorical},
+            vocabularies={
+                n: tuple(stored_category(str(v)) for v in data["categorical"][n])
+                for n in categorical
+            },
             target_mean=float(data["target"]["mean"]),
             target_std=float(data["target"]["std"]),
+            category_kinds={
+                str(n): str(kind) for n, kind in dict(data.get("categorical_types") or {}).items()
+            },
         )
 
 
@@ -279,8 +290,14 @@ def _numeric_column(series: pd.Series, name: str) -> np.ndarray:
     return values
 
 
+def _code(codes: Mapping[str, int], value: Any) -> int:
+    """The code of one served categorical value (the unknown bucket for anything unseen)."""
+    name = category_name(value)
+    return UNKNOWN_CODE if name is None else codes.get(name, UNKNOWN_CODE)
+
+
 def _vocabulary(series: pd.Series, max_categories: int) -> tuple[str, ...]:
     """Most frequent values first (ties by value), so the order is deterministic."""
-    counts = series.dropna().astype(str).value_counts()
+    counts = category_names(series).dropna().value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
     return tuple(str(value) for value, _ in ranked[:max_categories])

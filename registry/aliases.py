@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from registry.errors import AliasConflictError
 from registry.eventlog import EventLogMixin
-from registry.schema import AliasRow, utcnow
+from registry.schema import AliasRow
 from registry.transactions import check_name
 
 __all__ = ["AliasMixin"]
@@ -43,7 +43,7 @@ class AliasMixin(EventLogMixin):
 
         def op(s: Session) -> None:
             key = (AliasRow.model == model) & (AliasRow.alias == alias)
-            now = utcnow()
+            now = self.clock()
             if version is not None:
                 self._version_row(s, model, version)
             if version is not None and expected is None:

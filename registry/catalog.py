@@ -32,7 +32,6 @@ from registry.schema import (
     DatasetRow,
     ModelRow,
     ModelVersionRow,
-    utcnow,
 )
 from registry.transactions import (
     check_name,
@@ -92,7 +91,7 @@ class Catalog(AliasMixin, InboxMixin):
                     size=size,
                     media_type=media_type,
                     store_checksum=store_checksum,
-                    created_at=utcnow(),
+                    created_at=self.clock(),
                 )
                 .on_conflict_do_nothing()
             )
@@ -149,7 +148,7 @@ class Catalog(AliasMixin, InboxMixin):
                     digest=checked,
                     rows=int(rows),
                     schema={str(k): str(v) for k, v in schema.items()},
-                    created_at=utcnow(),
+                    created_at=self.clock(),
                 )
                 .on_conflict_do_nothing()
             )
@@ -205,7 +204,7 @@ class Catalog(AliasMixin, InboxMixin):
                 reason,
                 actor,
                 {"status": status},
-                utcnow(),
+                self.clock(),
             )
             version, _ = allocate_version(s, new)
             metrics_read = read_metrics(stored_metrics)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from registry.database import jsonable
 from registry.records import EventRecord
-from registry.schema import EventRow, utcnow
+from registry.schema import EventRow
 from registry.transactions import CatalogBase, event_record
 
 __all__ = ["EventLogMixin"]
@@ -33,7 +33,7 @@ class EventLogMixin(CatalogBase):
     ) -> EventRecord:
         listed = [int(v) for v in versions]
         stored = jsonable(dict(payload or {}))
-        now = utcnow()
+        now = self.clock()
         event_id = s.execute(
             insert(_EVENTS)
             .values(

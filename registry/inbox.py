@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from registry.database import jsonable
 from registry.errors import ConfigError, NotFoundError
-from registry.records import ALERT_STATES, AlertRecord, ArtifactRecord
-from registry.schema import AlertRow, ArtifactRow, utcnow
+from registry.records import ALERT_ACTIONS, ALERT_STATES, AlertRecord, ArtifactRecord
+from registry.schema import AlertRow, ArtifactRow
 from registry.transactions import CatalogBase, alert_record, artifact_record, check_name
 
 __all__ = ["InboxMixin", "NewAlert"]
@@ -30,6 +30,7 @@ class NewAlert(NamedTuple):
     model: str
     status: str
     payload: Mapping[str, Any]
+    action: str = "retrain"  # or "rollback"
 
 
 class InboxMixin(CatalogBase):
@@ -49,7 +50,7 @@ class InboxMixin(CatalogBase):
                 name=name,
                 digest=self._require_blob(s, digest),
                 meta=jsonable(dict(meta or {})),
-                created_at=utcnow(),
+                created_at=self.clock(),
             )
             s.add(row)
             s.flush()
@@ -96,7 +97,7 @@ class InboxMixin(CatalogBase):
         rows = [_checked_alert(alert) for alert in alerts]  # refused before any write
 
         def op(s: Session) -> list[tuple[AlertRow, bool]]:
-            now = utcnow()
+            now = self.clock()
             return [self._file_alert(s, row, now) for row in rows]
 
         return [(alert_record(row), created) for row, created in self._write(op)]
@@ -119,7 +120,7 @@ class InboxMixin(CatalogBase):
 
     def pending_alerts(self, *, older_than_s: float = 0) -> list[AlertRecord]:
         """Alerts still ``received`` that arrived at least ``older_than_s`` seconds ago."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        cutoff = self.clock() - timedelta(seconds=older_than_s)
         query = (
             select(AlertRow)
             .where(AlertRow.state == "received", AlertRow.received_at <= cutoff)
@@ -135,12 +136,12 @@ class InboxMixin(CatalogBase):
         flow_run_id: str | None = None,
         reason: str | None = None,
     ) -> None:
-        """Move an alert to ``state`` (received, submitted, folded, ignored), recording why
-        (``reason``, at most 200 characters kept) when given."""
+        """Move an alert to ``state`` (received, submitted, folded, ignored, rolled_back,
+        duplicate), recording why (``reason``, at most 200 characters kept) when given."""
         if state not in ALERT_STATES:
             known = ", ".join(ALERT_STATES)
             raise ConfigError(f"unknown alert state {state!r}: use one of {known}")
-        values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
+        values: dict[str, Any] = {"state": state, "updated_at": self.clock()}
         if flow_run_id is not None:
             values["flow_run_id"] = flow_run_id
         if reason is not None:
@@ -179,6 +180,8 @@ def _checked_alert(alert: NewAlert) -> dict[str, Any]:
     if not alert.dedup_key or len(alert.dedup_key) > 255:
         raise ConfigError("an alert's dedup key must be 1-255 characters")
     check_name("model", alert.model)
+    if alert.action not in ALERT_ACTIONS:
+        raise ConfigError(f"unknown alert action {alert.action!r}: use one of {ALERT_ACTIONS}")
     for name, longest in (("dedup_key", 255), ("source", 200), ("model", 200), ("status", 64)):
         value: str = getattr(alert, name)
         if len(value) > longest:  # the column's width (PostgreSQL refuses, SQLite would not)
@@ -193,4 +196,5 @@ def _checked_alert(alert: NewAlert) -> dict[str, Any]:
         "model": alert.model,
         "status": alert.status,
         "payload": jsonable(dict(alert.payload)),
+        "action": alert.action,
     }

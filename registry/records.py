@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "ALERT_ACTIONS",
     "ALERT_STATES",
     "MODEL_STATUSES",
     "AlertRecord",
@@ -23,7 +24,8 @@ __all__ = [
 ]
 
 MODEL_STATUSES = ("candidate", "rejected", "champion", "retired")
-ALERT_STATES = ("received", "submitted", "folded", "ignored")
+ALERT_ACTIONS = ("retrain", "rollback")  # what an alert may ask for
+ALERT_STATES = ("received", "submitted", "folded", "ignored", "rolled_back", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class AlertRecord:
     flow_run_id: str | None
     received_at: datetime
     reason: str | None = None  # why it was folded or ignored (unknown model, resolved, ...)
+    action: str = "retrain"  # what the alert asks for: retrain or rollback
 
 
 @dataclass(frozen=True)

@@ -180,3 +180,4 @@ class AlertRow(Base):
     received_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     reason: Mapped[str | None] = mapped_column(String(200))  # why folded or ignored
+    action: Mapped[str] = mapped_column(String(16), server_default="retrain")  # or rollback

@@ -29,9 +29,12 @@ _FRESH_HINT_MIN = 64 * 1024 * 1024
 class Registry:
     """Content-addressed blobs plus the catalog that indexes them."""
 
-    def __init__(self, blobs: BlobStore, catalog: Catalog) -> None:
+    def __init__(self, blobs: BlobStore, catalog: Catalog, *, link_base: str | None = None) -> None:
         self.blobs = blobs
         self.catalog = catalog
+        # Where these blobs can be read over HTTP (``<link_base>/blobs/sha256/<hex>``), for
+        # links people open from a browser; ``None``: links name the store itself.
+        self.link_base = link_base
 
     @classmethod
     def open(
@@ -41,10 +44,11 @@ class Registry:
         *,
         s3_endpoint_url: str | None = None,
         s3_region: str | None = None,
+        link_base: str | None = None,
     ) -> Registry:
         """Open (and if new, create) the catalog and the blob store the URLs name."""
         blobs = open_blob_store(blob_url, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
-        return cls(blobs, Catalog.open(database_url))
+        return cls(blobs, Catalog.open(database_url), link_base=link_base)
 
     # -- writing -----------------------------------------------------------------------------
     def _record(self, put: Callable[[], StoredBlob], media_type: str) -> str:

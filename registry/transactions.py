@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
@@ -20,7 +21,15 @@ from registry.records import (
     EventRecord,
     ModelVersionRecord,
 )
-from registry.schema import AlertRow, ArtifactRow, BlobRow, DatasetRow, EventRow, ModelVersionRow
+from registry.schema import (
+    AlertRow,
+    ArtifactRow,
+    BlobRow,
+    DatasetRow,
+    EventRow,
+    ModelVersionRow,
+    utcnow,
+)
 
 __all__ = [
     "CatalogBase",
@@ -44,6 +53,9 @@ class CatalogBase:
         self.engine = engine
         self.database_url = database_url
         self.dialect = engine.dialect.name
+        # The time rows are stamped with (events, aliases, alerts). A simulation that runs
+        # weeks on a manual clock sets it, so the log tells its time, not the machine's.
+        self.clock: Callable[[], datetime] = utcnow
 
     def _run(self, fn: Callable[[Session], T], *, write: bool, one_statement: bool = False) -> T:
         """Run ``fn`` in one transaction, again if it loses a lock race.
@@ -198,4 +210,5 @@ def alert_record(row: AlertRow) -> AlertRecord:
         flow_run_id=row.flow_run_id,
         received_at=row.received_at,
         reason=row.reason,
+        action=row.action,
     )

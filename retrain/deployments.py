@@ -1,4 +1,5 @@
-"""Prefect deployments for a pipeline spec: built, applied to a Prefect API, or served.
+"""Prefect deployments for a pipeline spec: built and applied to a Prefect API (served by
+``retrain.local.serve_loop``).
 
 Each registered model gets four deployments (names are part of the platform's interface):
 
@@ -46,7 +47,6 @@ __all__ = [
     "deployment_definitions",
     "deployment_names",
     "prefect_api_url",
-    "serve_deployments",
 ]
 
 
@@ -237,12 +237,3 @@ def apply_deployments(spec: PipelineSpec, *, work_pool_name: str | None = None) 
     except (PrefectException, httpx.HTTPError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"could not create deployments for {spec.name!r}: {first}") from exc
-
-
-def serve_deployments(specs: Sequence[PipelineSpec], *, limit: int | None = None) -> None:
-    """Serve every deployment of ``specs`` from this process until interrupted (blocking)."""
-    from prefect import serve
-
-    deployments = [d for spec in specs for d in build_deployments(spec)]
-    create_retrain_limits([spec.name for spec in specs])
-    serve(*deployments, limit=limit, print_starting_message=False)

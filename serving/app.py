@@ -6,8 +6,9 @@
   (``?recent=1`` adds exact recent latency percentiles; ``POST :reset-latency`` clears them)
 - ``GET /v1/models/<name>``: versions, weights, health; ``GET /v1/models``: every model
 - ``GET /v1/models/<name>/ready``: 200 once its champion is loaded, 503 (with why) until then
-- ``GET /metrics``: Prometheus text; ``GET /healthz``, ``GET /readyz`` (every model that has a
-  champion has it loaded; models without one are listed under ``no_champion``, not failed)
+- ``GET /metrics``: Prometheus text (``serving.metrics`` lists the series)
+- ``GET /healthz``, ``GET /readyz`` (every model that has a champion has it loaded; models
+  without one are listed under ``no_champion``, not failed)
 
 ``limits`` (``serving.limits.ServeLimits``) caps bodies, batches and request ids, and with a
 token set requires ``Authorization: Bearer <token>`` on everything under ``/v1/models`` but
@@ -34,7 +35,7 @@ from registry.release import repair_releases
 from serving.faults import FaultInjector
 from serving.follower import AliasFollower
 from serving.limits import ServeLimits
-from serving.metrics import CONTENT_TYPE, render_metrics
+from serving.metrics import CONTENT_TYPE
 from serving.responses import json_response, problem, refusal
 from serving.server import ModelServer
 
@@ -157,7 +158,7 @@ class _Endpoints:
         return json_response({"models": [follower.status(m) for m in sorted(follower.routes)]})
 
     async def metrics(self, request: Request) -> Response:
-        return Response(render_metrics(self.server.collector), media_type=CONTENT_TYPE)
+        return Response(self.server.metrics_text(), media_type=CONTENT_TYPE)
 
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok"})

@@ -91,6 +91,8 @@ class AliasFollower:
         self.models = list(models) if models else None  # None: every model in the catalog
         self.poll_interval_s = poll_interval_s
         self.routes: dict[str, Route] = {}
+        # Called with (old, new) on this thread after each route swap (metrics retirement).
+        self.route_listeners: list[Callable[[Route | None, Route], None]] = []
         self.desired: dict[str, ReleaseState] = {}  # what the registry asks for, per model
         self.load_errors: dict[tuple[str, int], str] = {}
         self.load_failures: dict[tuple[str, int], int] = {}
@@ -162,6 +164,8 @@ class AliasFollower:
         route = Route(model, champion, canary, weight, state.shadow and canary is not None)
         if route != old:
             self.routes[model] = route  # one assignment: requests see old or new, never half
+            for listener in self.route_listeners:
+                listener(old, route)
 
     def _repair(self, model: str) -> None:
         now = self.monotonic()

@@ -1,5 +1,6 @@
 """What the model server accepts from a caller: body size, batch size, request ids, the feedback
-log's memory, prediction threads, and the optional bearer token.
+log's memory, prediction threads, how long a retired version's metrics stay, and the optional
+bearer token.
 
 Built from ``retrain.config.settings.Settings`` by ``retrain serve`` (``RETRAIN_SERVE_*``); the
 defaults are the settings' defaults, so tests and benchmarks get the production limits.
@@ -25,6 +26,7 @@ class ServeLimits:
     feedback_capacity: int = 200_000  # answers awaiting labels
     feedback_max_predictions: int = 1_000_000  # predictions those answers hold, all together
     predict_threads: int = 4
+    retired_series_grace_s: float = 600.0  # a version out of use keeps its series this long
     token: str | None = field(default=None, repr=False)
     auth_predict: bool = False
 
@@ -39,6 +41,10 @@ class ServeLimits:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve_{name} must be at least 1, got {getattr(self, name)}")
+        if not self.retired_series_grace_s >= 0:  # also refuses NaN
+            raise ConfigError(
+                f"serve_retired_series_grace_s must be >= 0 s, got {self.retired_series_grace_s}"
+            )
         if self.auth_predict and not self.token:
             raise ConfigError("serve_auth_predict needs a token; set RETRAIN_SERVE_TOKEN")
 

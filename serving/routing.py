@@ -55,6 +55,17 @@ class Route:
         canary = self.weight if self.canary is not None else 0.0
         return (100.0 if self.shadow else 100.0 - canary), canary
 
+    def weights(self) -> list[tuple[str, int, str, float]]:
+        """(model, version, variant, percent of traffic) of each version this route serves."""
+        champion_share, canary_share = self.shares()
+        out = []
+        if self.champion is not None:
+            out.append((self.model, self.champion.version, "champion", champion_share))
+        if self.canary is not None:
+            variant = "shadow" if self.shadow else "canary"
+            out.append((self.model, self.canary.version, variant, canary_share))
+        return out
+
     def pick(self, key: str | None) -> tuple[LoadedModel, str, LoadedModel | None]:
         """(version that answers, its variant, version to score in shadow or None)."""
         champion = self.champion

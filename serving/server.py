@@ -3,7 +3,10 @@ on worker threads, counted), feedback (labels scored against the answering versi
 
 Order of business for every request: credentials, then the body (up to its limit), then its
 content; only a request that passed all three reaches a model, and only an answer or the
-model's own failure moves a counter.
+model's own failure moves a counter. Each accepted predict request moves its model's client
+counter once (ok, fallback or error) and the per-version counters of every version that tried
+to answer it (``serving.metrics`` says how the two add up). Versions out of use for longer than
+``ServeLimits.retired_series_grace_s`` leave the stats and ``/metrics`` (``serving.retirement``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from registry.errors import InvalidInstanceError, InvalidRequestError, ModelErro
 from serving.faults import FaultInjector
 from serving.follower import AliasFollower
 from serving.limits import ServeLimits
-from serving.metrics import ServerCollector
+from serving.metrics import ServerCollector, render_metrics
 from serving.requests import (
     Labels,
     parse_feedback,
@@ -36,6 +39,7 @@ from serving.requests import (
     routing_key,
 )
 from serving.responses import dumps, json_response, problem, refusal
+from serving.retirement import Retirements
 from serving.routing import LoadedModel, Route
 from serving.stats import Answer, FeedbackLog, StatsBook
 
@@ -75,24 +79,26 @@ class ModelServer:
         self.faults = faults
         self.limits = limits = limits or ServeLimits()
         self.book = StatsBook()
+        # Which process these counters live in: a reader comparing two snapshots of different
+        # instances knows the counters restarted between them.
+        self.instance = uuid.uuid4().hex
         self.feedback_log = FeedbackLog(limits.feedback_capacity, limits.feedback_max_predictions)
         self.collector = ServerCollector(self.book, self._route_weights, self._load_failures)
+        self.retirements = Retirements(limits.retired_series_grace_s, follower.clock)
+        follower.route_listeners.append(self.retirements.route_changed)
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: set[str] = set()  # request ids being answered right now
 
     def _route_weights(self) -> list[tuple[str, int, str, float]]:
-        out: list[tuple[str, int, str, float]] = []
-        for route in list(self.follower.routes.values()):
-            champion_share, canary_share = route.shares()
-            if route.champion is not None:
-                out.append((route.model, route.champion.version, "champion", champion_share))
-            if route.canary is not None:
-                variant = "shadow" if route.shadow else "canary"
-                out.append((route.model, route.canary.version, variant, canary_share))
-        return out
+        return [w for route in list(self.follower.routes.values()) for w in route.weights()]
 
     def _load_failures(self) -> dict[tuple[str, int], int]:
         return dict(self.follower.load_failures)
+
+    def metrics_text(self) -> bytes:
+        """``GET /metrics``: the Prometheus exposition, retired versions pruned first."""
+        self.retirements.prune(self.book, self.follower)
+        return render_metrics(self.collector)
 
     def close(self) -> None:
         """Stop the prediction threads (the app's shutdown)."""
@@ -131,8 +137,11 @@ class ModelServer:
         try:
             limits.check_token(request.headers.get("authorization"), required=limits.auth_predict)
             route = self.follower.routes.get(name)
-            if route is None or route.champion is None:
-                return problem(404 if route is None else 503, f"model {name!r} is not served here")
+            if route is None:
+                return problem(404, f"model {name!r} is not served here")
+            if route.champion is None:  # known here, nothing loaded yet: the caller gets a 5xx
+                self.book.client(name).record("error", time.perf_counter() - started)
+                return problem(503, f"model {name!r} has no champion loaded yet")
             chosen = request_id(request, limits.request_id_max_chars)
             body = await read_body(request, limits.max_body_bytes)
             if len(body) <= INLINE_BODY_BYTES:
@@ -145,6 +154,10 @@ class ModelServer:
             return refusal(exc)
         try:
             return await self._answer(route, instances, key, rid, started)
+        except Exception as exc:  # a bug, not the model: still an answer its caller sees
+            log.exception("predict for %s failed", name)
+            self.book.client(name).record("error", time.perf_counter() - started)
+            return problem(500, f"model {name!r} could not answer: {type(exc).__name__}")
         finally:
             self._in_flight.discard(rid)
 
@@ -173,23 +186,28 @@ class ModelServer:
         rid: str,
         started: float,
     ) -> Response:
-        loaded, variant, shadow = route.pick(key)
-        scored = await self._score_or_fall_back(route, loaded, variant, instances, started)
-        if isinstance(scored, Response):
+        picked, variant, shadow = route.pick(key)
+        scored = await self._score_or_fall_back(route, picked, variant, instances, started)
+        client = self.book.client(route.model)
+        if isinstance(scored, Response):  # a 422 (the caller's instance) is a refusal
+            if scored.status_code >= 500:
+                client.record("error", time.perf_counter() - started)
             return scored
-        loaded, variant, predictions = scored
+        loaded, answered, predictions = scored
         body = dumps(
             {
                 "predictions": predictions,
                 "model_version": loaded.version,
-                "variant": variant,
+                "variant": answered,
                 "request_id": rid,
             }
         )
-        series = self.book.series(route.model, loaded.version, variant)
-        series.observe(time.perf_counter() - started, predictions)
+        series = self.book.series(route.model, loaded.version, answered)
+        latency_s = time.perf_counter() - started
+        series.observe(latency_s, predictions)
         self.feedback_log.remember(rid, series, predictions, loaded.label_range())
         task = None if shadow is None else BackgroundTask(self._shadow, shadow, instances)
+        client.record("ok" if answered == variant else "fallback", latency_s)
         return Response(body, media_type="application/json", background=task)
 
     async def _score_or_fall_back(
@@ -277,7 +295,9 @@ class ModelServer:
         return matched
 
     def stats(self, name: str, *, recent: bool = False) -> dict[str, Any]:
-        """Cumulative counters of ``name`` plus what is routed now (the analysis reads this)."""
+        """Cumulative counters of ``name`` plus what is routed now (the analysis reads this);
+        ``client`` is what its callers received, ``series`` what each version did."""
+        self.retirements.prune(self.book, self.follower)
         snapshot = self.book.snapshot(name, recent=recent)
         route = self.follower.routes.get(name)
         snapshot["routing"] = {
@@ -289,4 +309,5 @@ class ModelServer:
         snapshot["load_errors"] = {
             str(v): msg for (m, v), msg in self.follower.load_errors.items() if m == name
         }
+        snapshot["instance"] = self.instance
         return snapshot

@@ -6,6 +6,11 @@ snapshots come from this book (``GET /v1/models/<name>:stats``) or from PromQL.
 Only the event loop thread writes here (predictions are computed on worker threads, counted
 back on the loop), so plain integers need no lock. A request the server refuses (malformed,
 over a limit, unauthenticated) counts nowhere: only answers and the model's own failures do.
+
+Two views of the same traffic, kept apart on purpose: ``SeriesStats`` says what one model version
+did (a canary that failed and the champion that then answered each count one request), while
+``ClientStats`` says what the callers of a model received (that request counts once, as a
+``fallback``). ``serving.metrics`` states how the two relate.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 
 __all__ = [
     "LATENCY_EDGES_S",
+    "OUTCOMES",
     "PREDICTION_EDGES",
     "Answer",
+    "ClientStats",
     "FeedbackLog",
     "SeriesStats",
     "StatsBook",
@@ -33,6 +40,8 @@ LATENCY_EDGES_S: tuple[float, ...] = (
 )  # fmt: skip
 # Probabilities and loss fractions live in [0, 1]; twenty bins resolve a shift of 0.05.
 PREDICTION_EDGES: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+# What a caller received: the picked variant's answer, another variant's answer, or a 5xx.
+OUTCOMES: tuple[str, ...] = ("ok", "fallback", "error")
 
 
 class SeriesStats:
@@ -115,11 +124,38 @@ class SeriesStats:
         }
 
 
+class ClientStats:
+    """What the callers of one model received: one outcome per predict request the server
+    accepted (never a refused one), with its latency from arrival to answer, fallback included."""
+
+    __slots__ = ("latency_counts", "latency_sum", "model", "outcomes")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.latency_counts = [0] * (len(LATENCY_EDGES_S) + 1)
+        self.latency_sum = 0.0
+
+    def record(self, outcome: str, latency_s: float) -> None:
+        """Count one answered request: ``outcome`` is one of ``OUTCOMES``."""
+        self.outcomes[outcome] += 1
+        self.latency_counts[bisect_left(LATENCY_EDGES_S, latency_s)] += 1
+        self.latency_sum += latency_s
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready cumulative counters (buckets are per bucket, not cumulative)."""
+        return {
+            "requests": dict(self.outcomes),
+            "latency": {"counts": list(self.latency_counts), "sum": self.latency_sum},
+        }
+
+
 class StatsBook:
-    """All series of one server, created on first use."""
+    """All series of one server, created on first use; a retired version's are dropped."""
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, int, str], SeriesStats] = {}
+        self._clients: dict[str, ClientStats] = {}
 
     def series(self, model: str, version: int, variant: str) -> SeriesStats:
         """The series for ``(model, version, variant)``, created if new."""
@@ -132,10 +168,30 @@ class StatsBook:
     def __iter__(self) -> Iterator[SeriesStats]:
         return iter(list(self._series.values()))
 
+    def drop_version(self, model: str, version: int) -> int:
+        """Forget every series of ``model`` ``version`` (it is no longer served); how many.
+        Served again later, it starts from zero: a new series to Prometheus."""
+        keys = [k for k in list(self._series) if k[0] == model and k[1] == version]
+        for key in keys:
+            del self._series[key]
+        return len(keys)
+
+    def client(self, model: str) -> ClientStats:
+        """What the callers of ``model`` received, created if new."""
+        found = self._clients.get(model)
+        if found is None:
+            found = self._clients[model] = ClientStats(model)
+        return found
+
+    def clients(self) -> list[ClientStats]:
+        """Every model's client counters recorded so far."""
+        return list(self._clients.values())
+
     def snapshot(self, model: str, *, recent: bool = False) -> dict[str, Any]:
         """Cumulative counters of every series of ``model`` plus the bucket edges.
 
         ``recent`` adds exact p50/p95/p99 of the last 20,000 latencies of each series.
+        ``client`` holds what the model's callers received (``ClientStats.as_dict``).
         """
         series = []
         for s in self:
@@ -145,10 +201,12 @@ class StatsBook:
             if recent:
                 entry["recent_latency_s"] = _quantiles(list(s.recent_latency))
             series.append(entry)
+        client = self._clients.get(model) or ClientStats(model)  # never stored for a mere read
         return {
             "latency_edges": list(LATENCY_EDGES_S),
             "prediction_edges": list(PREDICTION_EDGES),
             "series": series,
+            "client": client.as_dict(),
         }
 
     def reset_recent(self) -> None:

@@ -1,17 +1,19 @@
 """The pipeline's steps as Prefect tasks: what the retrain flow runs, step by step.
 
 Each task is a thin face over the plain function of the same step, so tests and scripts call
-the functions and the Prefect UI shows one task run per step.
+the functions and the Prefect UI shows one task run per step. The run's decisions are logged
+through Prefect's run logger, so a deployment run shows them in the UI's logs.
 """
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.data.drift_events import signal_drift
 from tasks.data.sources import load_frame
 from tasks.pipeline.recipe import Steps
+from tasks.pipeline.release_step import release_candidate
 from tasks.pipeline.runs import find_completed_run, record_run
 from tasks.pipeline.steps import (
     check_contract,
@@ -20,7 +22,6 @@ from tasks.pipeline.steps import (
     prepare_data,
     train_candidate,
 )
-from tasks.release.canary import run_canary
 
 __all__ = [
     "PREFECT_STEPS",
@@ -42,7 +43,8 @@ PREFECT_STEPS = Steps(
     drift=detect_drift_task,
     train=task(name="train-candidate", cache_policy=NO_CACHE)(train_candidate),
     gate=task(name="evaluate-candidate", cache_policy=NO_CACHE)(gate_candidate),
-    release=task(name="release-candidate", cache_policy=NO_CACHE)(run_canary),
+    release=task(name="release-candidate", cache_policy=NO_CACHE)(release_candidate),
     record=task(name="record-retrain", cache_policy=NO_CACHE)(record_run),
+    logger=get_run_logger,
 )
 """The retrain's steps, each run as a Prefect task (see ``tasks.pipeline.recipe``)."""

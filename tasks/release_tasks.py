@@ -1,10 +1,12 @@
-"""Prefect tasks over the canary release and rollback functions (thin: call, return)."""
+"""Prefect tasks over the canary release and rollback functions (thin: call, log, return).
+
+What they decide is logged through Prefect's run logger, so the UI's logs show it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from registry.release import repair_releases
@@ -22,10 +24,18 @@ def roll_back_model(
     registry: Registry, model: str, reason: str, to_version: int | None = None, actor: str = "flow"
 ) -> RollbackResult:
     """Move the champion back (default: the previous good champion)."""
-    return rollback(registry, model, to_version, reason=reason, actor=actor)
+    result = rollback(registry, model, to_version, reason=reason, actor=actor)
+    get_run_logger().info(
+        "rolled back %s: champion v%s -> v%s, canary dropped: %s (%s)",
+        model, result.from_version, result.to_version, result.canary_dropped, reason,
+    )  # fmt: skip
+    return result
 
 
 @task(name="repair-model-releases", cache_policy=NO_CACHE)
 def repair_model_releases(registry: Registry, models: list[str] | None = None) -> list[str]:
     """Clear canaries left behind by releases that died; returns the repaired models."""
-    return repair_releases(registry.catalog, models)
+    repaired = repair_releases(registry.catalog, models)
+    if repaired:
+        get_run_logger().info("cleared canaries left by releases that died: %s", repaired)
+    return repaired

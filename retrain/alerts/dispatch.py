@@ -1,4 +1,5 @@
-"""From stored alerts to retrain runs: one run per model per cooldown, storms folded into it.
+"""From stored alerts to retrain runs (one per model per cooldown, storms folded into it) and
+rollbacks (at once, one per incident: ``retrain.alerts.rollbacks``).
 
 The receiver stores each alert in the registry inbox (state ``received``) and hands it here; a
 single background thread decides, so decisions for one model never race inside a process:
@@ -13,6 +14,13 @@ single background thread decides, so decisions for one model never race inside a
   event ``retrain.requested`` records the run. The same key from a retry, a sweep after a
   crash or a second receiver returns the same Prefect flow run instead of a new one.
 
+An alert that asks for ``rollback`` is decided at once, never folded: ``rolled_back`` (the
+champion moved back, ``model.rolled_back`` in the event log with actor ``alert-receiver``),
+``duplicate`` (its incident was rolled back already) or ``ignored`` (nothing to roll back to,
+or the champion changed after the incident started); a resolved one, or one for an unknown
+model, is ignored like any alert. ``decisions`` counts decisions per (action, state) for the
+receiver's ``/metrics``.
+
 A launch that fails (Prefect unreachable) leaves the alert ``received``; the sweeper offers
 ``received`` rows again, which is also how rows left behind by a crash are picked up. The
 sweeper also prunes decided alerts older than ``retention_days`` (at most once an hour);
@@ -25,14 +33,15 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from registry.errors import LaunchError, RetrainError
 from retrain.alerts.housekeeping import InboxPruner, UnknownModelLog
-from retrain.alerts.launchers import RetrainLauncher
+from retrain.alerts.launchers import RetrainLauncher, RollbackLauncher
+from retrain.alerts.rollbacks import DirectRollbacks, RollbackDecider
 from tasks.pipeline.trigger import (
     RETRAIN_REQUESTED,
     LastRetrain,
@@ -55,6 +64,8 @@ _RUNNING_CACHE_S = 5.0
 # While requests are being acknowledged, deferred state writes trickle at this pace.
 _BUSY_WRITE_GAP_S = 0.1
 _BUSY_BATCH_S = 0.02
+# Decisions recorded as they are taken (the others wait in the deferred marks).
+_WRITTEN = ("received", "submitted", "rolled_back", "duplicate")
 
 
 class AlertDispatcher:
@@ -83,6 +94,9 @@ class AlertDispatcher:
         # makes a request wait in its coarse busy-retry sleeps.
         self.write_lock = threading.Lock()
         self._launcher = launcher
+        rollbacks = launcher if isinstance(launcher, RollbackLauncher) else None
+        self._rollbacks = RollbackDecider(registry, rollbacks or DirectRollbacks(registry))
+        self.decisions: Counter[tuple[str, str]] = Counter()  # (action, state): how many
         self._models = models
         self._sweep_interval_s = sweep_interval_s
         self._retry_after_s = retry_after_s
@@ -101,6 +115,12 @@ class AlertDispatcher:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._last_busy_write = 0.0
+
+    @property
+    def backlog(self) -> int:
+        """Alerts queued for a decision, or decided with the decision not yet written."""
+        with self._lock:
+            return len(self._queued)
 
     def submit(self, alert: AlertRecord) -> None:
         """Queue a stored alert for a decision (no-op if it is already queued)."""
@@ -212,7 +232,7 @@ class AlertDispatcher:
         except Exception:
             log.exception("alert %s: decision failed; it will be retried", alert.id)
             state = "received"
-        if state in ("received", "submitted"):  # nothing left to write for this alert
+        if state in _WRITTEN:  # nothing left to write for this alert
             with self._lock:
                 self._queued.discard(alert.id)
 
@@ -245,15 +265,24 @@ class AlertDispatcher:
     def decide(self, alert: AlertRecord, *, defer: bool = False) -> str:
         """Decide one alert and record the outcome (folds/ignores later if ``defer``).
 
-        The decision is the one every route into a retrain takes (``tasks.pipeline.trigger``);
-        the last retrain is cached per model, so a storm reads the event log once.
+        A retrain's decision is the one every route into a retrain takes
+        (``tasks.pipeline.trigger``); the last retrain is cached per model, so a storm reads
+        the event log once. A rollback is decided and done at once (``RollbackDecider``).
         """
+        state = self._decide(alert, defer)
+        if state != "received":
+            self.decisions[(alert.action, state)] += 1
+        return state
+
+    def _decide(self, alert: AlertRecord, defer: bool) -> str:
         summary = self._models().get(alert.model)
         if summary is None:
             self._unknown.warn(alert)
             return self._mark(alert.id, "ignored", None, defer, "unknown model")
         if alert.status != "firing":
             return self._mark(alert.id, "ignored", None, defer, alert.status)
+        if alert.action == "rollback":
+            return self._roll_back(alert, defer)
         if not summary.drift_trigger:
             return self._mark(alert.id, "ignored", None, defer, "triggers off")
         model, now = alert.model, self._clock()
@@ -266,7 +295,8 @@ class AlertDispatcher:
             verdict = self._verdict(self._last_run[model], summary.cooldown_minutes, when)
         if not verdict.start:
             return self._mark(alert.id, "folded", verdict.folded_into, defer, verdict.reason)
-        window = int(alert.received_at.timestamp() // (summary.cooldown_minutes * 60.0))
+        # The window on the decision clock (a simulation's, or now), not the database's time.
+        window = int(now // (summary.cooldown_minutes * 60.0))
         key = f"retrain-{model}-{window}"
         try:
             run_id = self._launcher.start_retrain(
@@ -293,6 +323,21 @@ class AlertDispatcher:
                 extra={"alert_id": alert.id, "idempotency_key": key},
             )
         return "submitted"
+
+    def _roll_back(self, alert: AlertRecord, defer: bool) -> str:
+        """A rollback alert decided and done now; a rollback (or a duplicate) is recorded at
+        once, never deferred: that record keeps a redelivery from rolling back twice."""
+        try:
+            with self.write_lock:
+                state, reason = self._rollbacks.decide(alert)
+                if state != "ignored":
+                    self._registry.catalog.mark_alert(alert.id, state, reason=reason)
+        except LaunchError:
+            log.warning("alert %s: rollback of %s not done; will retry", alert.id, alert.model)
+            return "received"
+        if state == "ignored":
+            return self._mark(alert.id, state, None, defer, reason)
+        return state
 
     def _verdict(
         self, last: LastRetrain | None, cooldown_minutes: float, now: datetime

@@ -1,24 +1,31 @@
-"""Launchers: how the alert receiver starts a retrain. Prefect in production, a fake in tests.
+"""Launchers: how the alert receiver acts. Prefect in production, a fake in tests.
 
-``RetrainLauncher`` is the whole protocol: start a retrain under an idempotency key (the same
-key must give the same run), and say whether a run is still going. ``PrefectLauncher`` calls
-``run_deployment`` on ``retrain-model/retrain-<model>`` and returns at once; ``RecordingLauncher``
-records calls and honours keys the same way, so tests and benchmarks need no Prefect server.
+``RetrainLauncher``: start a retrain under an idempotency key (the same key must give the same
+run), and say whether a run is still going. ``RollbackLauncher``: roll a model back under an
+idempotency key. ``PrefectLauncher`` calls ``run_deployment`` on
+``retrain-model/retrain-<model>`` and returns at once; a launcher without ``start_rollback``
+(Prefect's among them) has its rollbacks done in the registry directly by the dispatcher
+(``retrain.alerts.rollbacks.DirectRollbacks``: milliseconds, with Prefect up or down).
+``RecordingLauncher`` records both and honours keys the same way, so tests and benchmarks need
+no Prefect server (given a registry, its rollbacks are real ones).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 from uuid import UUID
 
 from registry.errors import LaunchError
+from retrain.alerts.rollbacks import DirectRollbacks
 from retrain.deployments import deployment_names
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
-__all__ = ["PrefectLauncher", "RecordingLauncher", "RetrainLauncher"]
+    from registry.store import Registry
+
+__all__ = ["PrefectLauncher", "RecordingLauncher", "RetrainLauncher", "RollbackLauncher"]
 
 
 class RetrainLauncher(Protocol):
@@ -33,12 +40,23 @@ class RetrainLauncher(Protocol):
         ...
 
 
+@runtime_checkable
+class RollbackLauncher(Protocol):
+    """Rolls a model back for a rollback alert (``DirectRollbacks`` unless the launcher can)."""
+
+    def start_rollback(self, model: str, *, idempotency_key: str, reason: str) -> str:
+        """Roll ``model`` back to its previous good champion now; says what moved (``v2 ->
+        v1``). ConfigError when there is nothing to roll back to; LaunchError: retry later."""
+        ...
+
+
 class PrefectLauncher:
     """Starts ``retrain-model/retrain-<model>`` through ``run_deployment`` (returns at once)."""
 
     def warm(self) -> None:
         """Import Prefect's client now, so the first alert does not pay for it."""
-        import prefect.deployments  # noqa: F401
+        import prefect.deployments
+        import prefect.events  # noqa: F401
 
     def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
         from prefect.deployments import run_deployment
@@ -74,13 +92,16 @@ class PrefectLauncher:
 
 
 class RecordingLauncher:
-    """A launcher that records calls and honours idempotency keys like Prefect does."""
+    """A launcher that records calls and honours idempotency keys like Prefect does; given a
+    ``registry``, its rollbacks are done there (``DirectRollbacks``), else only recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Registry | None = None) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        self.rollbacks: list[tuple[str, str, str]] = []
         self.runs: dict[str, str] = {}
         self.running: set[str] = set()
         self._lock = threading.Lock()
+        self._direct = DirectRollbacks(registry) if registry is not None else None
 
     def start_retrain(self, model: str, *, idempotency_key: str, reason: str) -> str:
         with self._lock:
@@ -90,3 +111,10 @@ class RecordingLauncher:
 
     def is_running(self, run_id: str) -> bool:
         return run_id in self.running
+
+    def start_rollback(self, model: str, *, idempotency_key: str, reason: str) -> str:
+        with self._lock:
+            self.rollbacks.append((model, idempotency_key, reason))
+            if self._direct is None:
+                return self.runs.setdefault(idempotency_key, f"rollback-{len(self.rollbacks)}")
+        return self._direct.start_rollback(model, idempotency_key=idempotency_key, reason=reason)

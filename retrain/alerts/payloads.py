@@ -12,18 +12,27 @@ Sources and how an alert names its model and is deduplicated:
 - ``evidently``: a small JSON document a monitoring job posts after an Evidently report:
   ``{"model": ..., "drift_share": 0.4, "drifted_columns": [...], "report_id": ...}``.
   Dedup key: ``report_id`` when given, else the body's hash.
-- ``generic``: ``{"model": ..., "status": "firing"|"resolved", "reason": ..., "dedup_key": ...}``.
+- ``generic``: ``{"model": ..., "status": "firing"|"resolved", "reason": ..., "dedup_key": ...,
+  "action": "retrain"|"rollback"}``.
   Dedup key: the sender's ``dedup_key`` when given, else model + status + the UTC hour of
   receipt (``now``), so a repeat within the hour is stored once and one later is a new incident.
+
+Each alert asks for an action: ``retrain`` (the default) or ``rollback``. Alertmanager and
+Grafana alerts say so with an ``action`` label (or annotation), the generic route with an
+``"action"`` field; Evidently reports always ask for a retrain. A rollback signal's dedup key
+also names its action, and its payload carries its ``incident`` (Alertmanager/Grafana: the
+model with each alert's fingerprint and ``startsAt``, whatever group or route delivered it;
+generic: the dedup key), so the same incident never rolls back twice.
 
 Nothing here does I/O. A body that cannot be taken whole raises ``AlertPayloadError`` (a 4xx)
 and nothing of it is stored: not JSON, too deep, odd numbers, NUL or lone surrogates anywhere
 (``retrain.alerts.bodies``), more than ``MAX_ALERTS`` alerts (413), a label over
 ``MAX_LABEL_CHARS`` or an annotation over ``MAX_ANNOTATION_CHARS`` characters, or any other
 wrong shape (422 naming the field). One exception, inside an otherwise sound Alertmanager or
-Grafana group: an alert whose model label breaks the model-name rule is left out and reported
-in ``ParsedAlerts.invalid`` (the rest of the group is stored), as an unknown model would be;
-the label itself is never stored or echoed.
+Grafana group: an alert whose model label breaks the model-name rule, or whose ``action`` is
+neither ``retrain`` nor ``rollback``, is left out and reported in ``ParsedAlerts.invalid`` (the
+rest of the group is stored), as an unknown model would be; the label itself is never stored
+or echoed.
 """
 
 from __future__ import annotations
@@ -46,10 +55,12 @@ from pydantic import (
 )
 
 from registry.errors import AlertPayloadError
+from registry.records import ALERT_ACTIONS
 from retrain.alerts.bodies import read_json_object
 from retrain.config.spec_yaml import MODEL_NAME_PATTERN, describe_first_error
 
 __all__ = [
+    "ACTIONS",
     "MAX_ALERTS",
     "MAX_ANNOTATION_CHARS",
     "MAX_LABEL_CHARS",
@@ -67,6 +78,8 @@ MODEL_RULE = (
     "(e.g. loan-default)"
 )
 Status = Literal["firing", "resolved"]
+Action = Literal["retrain", "rollback"]
+ACTIONS = ALERT_ACTIONS
 _MODEL_LABELS = ("model", "retrain_model", "ml_model")
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _Doc = TypeVar("_Doc", bound=BaseModel)
@@ -95,6 +108,7 @@ class AlertSignal:
     status: str
     dedup_key: str
     payload: dict[str, Any]
+    action: str = "retrain"
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ class _Generic(_Open):
     reason: str = Field(default="", max_length=2000)
     dedup_key: str | None = Field(default=None, min_length=1, max_length=200)
     labels: Labels = Field(default_factory=dict)
+    action: Action = "retrain"
 
 
 def parse_alerts(source: str, body: bytes, *, now: float | None = None) -> ParsedAlerts:
@@ -182,18 +197,23 @@ def _webhook(source: str) -> _Parser:
             first = f": {invalid[0]['error']}" if invalid else ""
             raise AlertPayloadError(f"no alert carries a `model` label naming the model{first}")
         signals = []
-        for model, group in sorted(per_model.items()):
+        for (model, action), group in sorted(per_model.items()):
             status = "firing" if any(a.status == "firing" for a in group) else "resolved"
             # An alert's incident: its fingerprint and when it started firing. A repeat
             # notification carries both unchanged; the alert firing again starts anew.
             incidents = sorted([a.fingerprint or _hash(a.labels), a.startsAt or ""] for a in group)
-            key = _hash([hook.groupKey, status, incidents, model])
-            payload = {
+            payload: dict[str, Any] = {
                 "groupKey": hook.groupKey,
                 "receiver": hook.receiver,
                 "alerts": [a.model_dump(exclude_none=True) for a in group],
             }
-            signals.append(AlertSignal(source, model, status, f"{source}:{key}", payload))
+            if action == "retrain":  # the key retrains always had: stored inboxes stay valid
+                key = _hash([hook.groupKey, status, incidents, model])
+            else:
+                key = _hash([hook.groupKey, status, incidents, model, action])
+                payload["incident"] = _hash([model, action, incidents])  # whatever the group
+            signal = AlertSignal(source, model, status, f"{source}:{key}", payload, action)
+            signals.append(signal)
         return ParsedAlerts(signals, invalid)
 
     return parse
@@ -201,10 +221,11 @@ def _webhook(source: str) -> _Parser:
 
 def _group_by_model(
     hook: _Webhook,
-) -> tuple[dict[str, list[_WebhookAlert]], list[dict[str, Any]]]:
-    """The group's alerts per model; alerts whose model label breaks the model-name rule are
-    left out and reported (by index), like an unknown model they must not silence the rest."""
-    per_model: dict[str, list[_WebhookAlert]] = {}
+) -> tuple[dict[tuple[str, str], list[_WebhookAlert]], list[dict[str, Any]]]:
+    """The group's alerts per model and action; alerts whose model label breaks the model-name
+    rule, or whose action is unknown, are left out and reported (by index): like an unknown
+    model they must not silence the rest."""
+    per_model: dict[tuple[str, str], list[_WebhookAlert]] = {}
     invalid: list[dict[str, Any]] = []
     for index, alert in enumerate(hook.alerts):
         labels = {**hook.commonLabels, **alert.labels}
@@ -216,7 +237,12 @@ def _group_by_model(
             error = f"{where}.{name}: not a model name; use {MODEL_RULE}"
             invalid.append({"index": index, "error": error})
             continue
-        per_model.setdefault(labels[name], []).append(alert)
+        action = (labels.get("action") or alert.annotations.get("action") or "retrain").strip()
+        if action.lower() not in ACTIONS:
+            error = f"alerts[{index}]: unknown action; use one of {', '.join(ACTIONS)}"
+            invalid.append({"index": index, "error": error})
+            continue
+        per_model.setdefault((labels[name], action.lower()), []).append(alert)
     return per_model, invalid
 
 
@@ -233,9 +259,13 @@ def _generic(document: dict[str, Any], body: bytes, now: float) -> ParsedAlerts:
     # Without the sender's key, one incident per model, status and hour of receipt.
     key = alert.dedup_key or _hash([alert.model, alert.status, int(now // _GENERIC_WINDOW_S)])
     payload = alert.model_dump(exclude_none=True)
-    return ParsedAlerts(
-        [AlertSignal("generic", alert.model, alert.status, f"generic:{key}", payload)]
+    if alert.action != "retrain":  # a rollback's dedup key names its action too
+        key = _hash([key, alert.action]) if alert.dedup_key is None else f"{alert.action}:{key}"
+        payload["incident"] = f"generic:{key}"
+    signal = AlertSignal(
+        "generic", alert.model, alert.status, f"generic:{key}", payload, alert.action
     )
+    return ParsedAlerts([signal])
 
 
 SOURCES: dict[str, _Parser] = {

@@ -1,8 +1,9 @@
 """The alert receiver: an ASGI app that turns monitoring alerts into (at most) one retrain.
 
 Routes: ``POST /alerts/alertmanager`` (Alertmanager webhook v4), ``/alerts/grafana``,
-``/alerts/evidently``, ``/alerts/generic`` (shapes in ``retrain.alerts.payloads``), and
-``GET /healthz``.
+``/alerts/evidently``, ``/alerts/generic`` (shapes in ``retrain.alerts.payloads``),
+``GET /healthz`` and ``GET /metrics`` (decisions per action, ``retrain.alerts.receiver_metrics``).
+An alert may ask for a rollback instead of a retrain (``retrain.alerts.rollbacks``).
 
 Every request is authenticated by a bearer token or an HMAC signature (``retrain.alerts.auth``;
 a bearer token is checked before the body is read). The body is capped at 1 MiB, by
@@ -47,6 +48,7 @@ from retrain.alerts.dispatch import AlertDispatcher
 from retrain.alerts.inbox_writer import InboxWriter
 from retrain.alerts.launchers import PrefectLauncher, RetrainLauncher
 from retrain.alerts.payloads import SOURCES, AlertSignal, ParsedAlerts, parse_alerts
+from retrain.alerts.receiver_metrics import metrics_endpoint
 from retrain.config.spec_store import PipelineSummary, list_registered_pipelines
 
 if TYPE_CHECKING:
@@ -153,6 +155,7 @@ def create_app(
         routes=[
             Route("/alerts/{source}", endpoint.receive, methods=["POST"]),
             Route("/healthz", _healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(dispatcher), methods=["GET"]),
         ],
         lifespan=_dispatching(dispatcher, writer),
     )
@@ -252,7 +255,7 @@ class _AlertEndpoint:
 
 
 def _new_alert(s: AlertSignal) -> NewAlert:
-    return NewAlert(s.dedup_key, s.source, s.model, s.status, s.payload)
+    return NewAlert(s.dedup_key, s.source, s.model, s.status, s.payload, s.action)
 
 
 async def _healthz(request: Request) -> JSONResponse:
@@ -282,7 +285,13 @@ def _answer(
 ) -> dict[str, Any]:
     return {
         "alerts": [
-            {"id": r.id, "model": r.model, "status": r.status, "duplicate": not created}
+            {
+                "id": r.id,
+                "model": r.model,
+                "status": r.status,
+                "action": r.action,
+                "duplicate": not created,
+            }
             for r, created in stored
         ],
         "unknown_models": sorted({r.model for r, _ in stored if r.model not in known}),

@@ -10,9 +10,12 @@ from rich.text import Text
 
 from registry.errors import RetrainError
 from retrain.cli import (  # noqa: F401  (each module attaches its commands to the app)
+    alert_rules_cmds,
     data_cmds,
+    deploy_cmds,
     pipeline_cmds,
     registry_cmds,
+    release_cmds,
     serve_cmds,
     stack_cmds,
     train_cmds,

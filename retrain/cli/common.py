@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,14 @@ from retrain.config.settings import Settings
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["check_port", "listen_socket", "open_registry", "settings"]
+__all__ = [
+    "check_port",
+    "listen_socket",
+    "no_prefect_api",
+    "open_registry",
+    "settings",
+    "stack_prefect",
+]
 
 
 @lru_cache(maxsize=1)
@@ -28,6 +37,41 @@ def open_registry() -> Registry:
     from retrain.config.wiring import build_registry
 
     return build_registry(settings())
+
+
+@contextlib.contextmanager
+def stack_prefect() -> Iterator[str | None]:
+    """The Prefect API URL this command talks to, set for Prefect while inside.
+
+    ``PREFECT_API_URL`` (environment or Prefect profile) wins; without it, the API of the
+    ``retrain up`` running on this home, read from ``<home>/stack.json`` (a card whose process
+    is gone is ignored). Yields ``None`` when there is neither.
+    """
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from retrain.local.stack_state import read_live_state
+
+    configured = get_current_settings().api.url
+    if configured:
+        yield configured
+        return
+    state = read_live_state(settings().home.resolve())
+    if state is None:
+        yield None
+        return
+    with temporary_settings(updates={PREFECT_API_URL: state.prefect_api_url}):
+        yield state.prefect_api_url
+
+
+def no_prefect_api(url: str | None) -> str:
+    """The one line that says no Prefect API answered (``url``: the one tried, if any)."""
+    if url:
+        return f"the Prefect API at {url} does not answer: is its server (or `retrain up`) running?"
+    home = settings().home.resolve()
+    return (
+        f"no Prefect API: PREFECT_API_URL is not set and no `retrain up` runs on {home}; "
+        "start `retrain up` or export PREFECT_API_URL"
+    )
 
 
 def check_port(port: int, what: str) -> None:

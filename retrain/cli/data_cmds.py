@@ -21,6 +21,8 @@ from retrain.terminal import console, render_table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tasks.data.drift import DriftPolicy
+
 __all__: list[str] = []
 
 _SOURCE_HELP = "File/folder (Parquet, CSV), s3://bucket/prefix, simulator://loans?... or sha256:..."
@@ -83,6 +85,14 @@ def drift(
     target: Annotated[
         str | None, typer.Option(help="Target column: reported separately, not a feature.")
     ] = None,
+    pipeline: Annotated[
+        str | None,
+        typer.Option(
+            help="A spec file or registered pipeline: its features, their types and its target "
+            "are what is compared (the default when a registered pipeline's target is in the "
+            "data)."
+        ),
+    ] = None,
     fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 when drift is detected.")] = False,
     record: Annotated[
         str | None, typer.Option(help="Also store the report in the registry under this name.")
@@ -102,6 +112,7 @@ def drift(
         raise ConfigError(f"--{first['loc'][0]}: {first['msg']}".replace("_", "-")) from exc
     _check_output(report, "--report")
     ref, cur = _load(reference), _load(current)
+    policy = _spec_policy(policy, pipeline, [str(c) for c in ref.columns], explicit=target)
     with console.status(f"measuring drift ({len(ref)} vs {len(cur)} rows) ..."):
         result = detect_drift(ref, cur, policy)
     console.print(render_table("drift per column", result.table_rows()))
@@ -116,6 +127,49 @@ def drift(
     console.print(result.summary(), highlight=False, soft_wrap=True, markup=False)
     if fail_on_drift and result.drifted:
         raise typer.Exit(1)
+
+
+def _spec_policy(
+    policy: DriftPolicy, pipeline: str | None, columns: list[str], *, explicit: str | None
+) -> DriftPolicy:
+    """``policy`` with the spec's features, categorical types and target: the spec named by
+    ``--pipeline``, else (without ``--target``) the one registered pipeline whose target and
+    features the data carries; the command says which it used."""
+    from retrain.config.spec_store import (
+        get_registered_spec,
+        list_registered_pipelines,
+        spec_from_file_or_registry,
+    )
+
+    spec = None
+    if pipeline is not None:
+        with open_registry() as registry:
+            spec = spec_from_file_or_registry(registry, pipeline)
+    elif explicit is None:
+        with open_registry() as registry:
+            fits = [
+                get_registered_spec(registry, p.name) for p in list_registered_pipelines(registry)
+            ]
+        fits = [s for s in fits if {s.target, *s.features.all} <= set(columns)]
+        if len(fits) == 1:
+            spec = fits[0]
+    if spec is None:
+        return policy
+    console.print(
+        f"comparing {spec.name}'s features (target {spec.target!r} reported separately)",
+        highlight=False,
+        markup=False,
+    )
+    missing = [c for c in (*spec.features.all, spec.target) if c not in columns]
+    if missing:
+        raise ConfigError(f"--pipeline {spec.name}: the data lacks {', '.join(missing)}")
+    return policy.model_copy(
+        update={
+            "target": explicit or spec.target,
+            "columns": spec.features.all,
+            "categorical": list(spec.features.categorical),
+        }
+    )
 
 
 @app.command("simulate")

@@ -1,4 +1,6 @@
-"""``retrain pipelines`` (validate, register, list, show, serve specs) and ``retrain alerts``."""
+"""``retrain pipelines`` (validate, export, list, show specs) and ``retrain alerts``.
+
+Registering, running and serving a pipeline's deployments live in ``deploy_cmds``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from rich.text import Text
 
 from registry.errors import ConfigError
 from retrain.cli.app import app, pipelines_app
-from retrain.cli.common import listen_socket, open_registry, settings
+from retrain.cli.common import listen_socket, open_registry, settings, stack_prefect
 from retrain.cli.token_file import local_token
 from retrain.terminal import console, render_table
 
@@ -19,16 +21,15 @@ __all__ = [
     "export",
     "list_alerts",
     "ls",
-    "register",
     "send",
-    "serve",
     "serve_alerts",
     "show",
     "validate",
 ]
 
 alerts_app = typer.Typer(
-    help="The alert receiver: monitoring alerts in, retrains out.", no_args_is_help=True
+    help="The alert receiver: monitoring alerts in, retrains and rollbacks out.",
+    no_args_is_help=True,
 )
 app.add_typer(alerts_app, name="alerts")
 
@@ -74,52 +75,6 @@ def export(
     console.print(
         f"wrote {output}: {len(specs) * 4} deployments of {len(specs)} pipelines", markup=False
     )
-
-
-@pipelines_app.command()
-def register(
-    spec: Path = typer.Argument(..., help="Pipeline spec (YAML)."),
-    work_pool: str | None = typer.Option(
-        None, "--work-pool", help="Put the deployments in this work pool (default: served)."
-    ),
-    deploy: bool = typer.Option(
-        True, "--deploy/--no-deploy", help="Create or update its Prefect deployments."
-    ),
-) -> None:
-    """Validate a spec, store it content-hashed, and create or update its deployments."""
-    from retrain.config.spec_store import register_spec
-    from retrain.config.specs import load_spec
-    from retrain.deployments import apply_deployments, deployment_names, prefect_api_url
-
-    loaded = load_spec(spec)
-    registry = open_registry()
-    try:
-        summary = register_spec(registry, loaded)
-    finally:
-        registry.close()
-    verb = "registered" if summary.created else "unchanged"
-    console.print(
-        Text.assemble((verb, "green"), " pipeline ", (loaded.name, "bold"), f" {summary.digest}")
-    )
-    if not deploy:
-        return
-    all_names = deployment_names(loaded.name).all
-    api = prefect_api_url()
-    if api is None:
-        console.print(
-            f"No Prefect API reachable: `retrain up` will serve {', '.join(all_names)}.",
-            markup=False,
-        )
-        return
-    ids = apply_deployments(loaded, work_pool_name=work_pool)
-    rows = [{"deployment": name, "id": ids.get(name)} for name in all_names]
-    console.print(render_table(f"Deployments on {api}", rows))
-    if work_pool is None:
-        console.print(
-            f"Runs start once they are served: restart `retrain up`, or run "
-            f"`retrain pipelines serve {loaded.name}`.",
-            markup=False,
-        )
 
 
 @pipelines_app.command("ls")
@@ -170,44 +125,10 @@ def show(name: str = typer.Argument(..., help="Pipeline (spec) name.")) -> None:
     console.print(text, highlight=False, markup=False, end="")
 
 
-@pipelines_app.command()
-def serve(
-    names: list[str] = typer.Argument(None, help="Pipelines to serve (default: all registered)."),
-) -> None:
-    """Serve the deployments of registered pipelines from this process (until Ctrl-C).
-
-    With nothing registered yet, the shipped specs (retrain/pipelines/*.yaml) are registered
-    first, so a fresh `retrain up` has something to run."""
-    from retrain.config.spec_store import (
-        get_registered_spec,
-        list_registered_pipelines,
-        register_spec,
-    )
-    from retrain.config.specs import default_spec_paths, load_spec
-    from retrain.deployments import prefect_api_url, serve_deployments
-
-    if prefect_api_url() is None:
-        raise ConfigError("no Prefect API reachable: start `retrain up` or set PREFECT_API_URL")
-    registry = open_registry()
-    try:
-        registered = list_registered_pipelines(registry)
-        if not registered:
-            for path in default_spec_paths():
-                registered.append(register_spec(registry, load_spec(path)))
-                console.print(f"registered shipped pipeline {path.stem}", markup=False)
-        wanted = names or [p.name for p in registered]
-        specs = [get_registered_spec(registry, name) for name in wanted]
-    finally:
-        registry.close()
-    console.print(f"serving {', '.join(s.name for s in specs)}; Ctrl-C stops", markup=False)
-    serve_deployments(specs)
-
-
 @alerts_app.command("serve")
 def serve_alerts() -> None:
     """Run the alert receiver (RETRAIN_ALERTS_HOST:RETRAIN_ALERTS_PORT) until Ctrl-C."""
     import uvicorn
-    from prefect.settings import get_current_settings
 
     from retrain.alerts.receiver import create_app_from_settings
 
@@ -217,12 +138,13 @@ def serve_alerts() -> None:
         console.print(f"no RETRAIN_ALERTS_TOKEN set: bearer token in {token_file}", markup=False)
         cfg = cfg.model_copy(update={"alerts_token": SecretStr(token)})
     sock = listen_socket(cfg.alerts_host, cfg.alerts_port, "RETRAIN_ALERTS_PORT")
-    if not get_current_settings().api.url:  # what the launcher checks (env or profile)
-        console.print(
-            "[yellow]PREFECT_API_URL is not set:[/] alerts are stored, but start no retrain "
-            "until a Prefect API is configured (`retrain up` sets it)."
-        )
-    with sock:
+    # PREFECT_API_URL, else the API of the `retrain up` running on this home.
+    with stack_prefect() as api, sock:
+        if api is None:
+            console.print(
+                "[yellow]no Prefect API:[/] alerts are stored, but start no retrain until "
+                "PREFECT_API_URL is set or `retrain up` runs on this home."
+            )
         receiver = create_app_from_settings(cfg)
         console.print(
             f"alert receiver on http://{cfg.alerts_host}:{cfg.alerts_port}/alerts/<source>",
@@ -236,6 +158,9 @@ def send(
     model: str = typer.Argument(..., help="Model the alert is about."),
     reason: str = typer.Option("manual alert", help="Why (kept in the inbox)."),
     resolved: bool = typer.Option(False, "--resolved", help="Send a resolved alert."),
+    rollback: bool = typer.Option(
+        False, "--rollback", help="Ask for a rollback of the model instead of a retrain."
+    ),
     url: str | None = typer.Option(None, help="Receiver base URL (default: from settings)."),
 ) -> None:
     """Post a generic alert to the receiver, authenticated like a monitoring system would."""
@@ -253,6 +178,7 @@ def send(
         "status": "resolved" if resolved else "firing",
         "reason": reason,
         "dedup_key": f"cli-{model}-{uuid.uuid4().hex}",
+        "action": "rollback" if rollback else "retrain",
     }
     body = json.dumps(document).encode()
     headers = {"Content-Type": "application/json"}
@@ -295,11 +221,14 @@ def list_alerts(
             "source": a.source,
             "model": a.model,
             "status": a.status,
+            "action": a.action,
             "state": a.state,
             "reason": a.reason or "",
             "flow run": a.flow_run_id or "",
         }
         for a in alerts
     ]
-    columns = ["id", "received", "source", "model", "status", "state", "reason", "flow run"]
+    columns = [
+        "id", "received", "source", "model", "status", "action", "state", "reason", "flow run"
+    ]  # fmt: skip
     console.print(render_table("alerts", rows, columns))

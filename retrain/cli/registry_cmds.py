@@ -261,11 +261,15 @@ def models_history(
     name: Annotated[str, typer.Argument(help="Model name.")],
     limit: Annotated[int, typer.Option(help="Show the latest N events.")] = 50,
 ) -> None:
-    """The model's event log: registrations, gate decisions, promotions, rollbacks."""
+    """The model's event log (registrations, gate decisions, releases, rollbacks), then how
+    each recent version ended: promoted (and how), aborted, not released, rejected at the gate."""
+    from tasks.pipeline.release_step import final_outcomes
+
     with open_registry() as reg:
         events = reg.catalog.events(name, limit=limit)
         if not events and name not in reg.catalog.list_models():
             raise ConfigError(f"no model named {name!r}: see `retrain models ls`")
+        outcomes = final_outcomes(reg.catalog, name)
     rows = [
         {
             "id": e.id,
@@ -279,6 +283,10 @@ def models_history(
         for e in events
     ]
     console.print(render_table(f"history of {name}", rows))
+    if outcomes:
+        console.print(f"how the latest versions of {name} ended:", markup=False, highlight=False)
+        for line in outcomes:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command("aliases")

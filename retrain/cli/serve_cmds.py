@@ -1,4 +1,5 @@
-"""CLI commands: ``retrain serve``, ``rollback``, ``canary`` (release a candidate), ``traffic``."""
+"""CLI commands: ``retrain serve``, ``rollback``, ``traffic`` (``canary`` and ``release`` are in
+``retrain.cli.release_cmds``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from registry.errors import ConfigError, ServingError
+from registry.errors import ServingError
 from retrain.cli.app import app
 from retrain.cli.common import listen_socket, open_registry, settings
 from retrain.terminal import console, render_table
@@ -15,9 +16,8 @@ from retrain.terminal import console, render_table
 if TYPE_CHECKING:
     from retrain.config.settings import Settings
     from serving.limits import ServeLimits
-    from tasks.release.metric_sources import MetricsSource
 
-__all__ = ["canary", "rollback", "serve", "serve_limits", "traffic"]
+__all__ = ["rollback", "serve", "serve_limits", "traffic"]
 
 
 def serve_limits(cfg: Settings) -> ServeLimits:
@@ -30,6 +30,7 @@ def serve_limits(cfg: Settings) -> ServeLimits:
         request_id_max_chars=cfg.serve_request_id_max_chars,
         feedback_max_predictions=cfg.serve_feedback_max_predictions,
         predict_threads=cfg.serve_predict_threads,
+        retired_series_grace_s=cfg.serve_retired_series_grace_s,
         token=cfg.serve_token.get_secret_value() if cfg.serve_token else None,
         auth_predict=cfg.serve_auth_predict,
     )
@@ -113,76 +114,6 @@ def rollback(
         "ms": round(result.elapsed_s * 1000, 1),
     }
     console.print(render_table("rollback", [row]))
-
-
-@app.command("canary")
-def canary(
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    version: Annotated[int, typer.Argument(help="Candidate version to release.")],
-    server: Annotated[
-        str | None, typer.Option(help="Model server URL for stats (default from settings).")
-    ] = None,
-    prometheus: Annotated[
-        str | None, typer.Option(help="Prometheus URL: read metrics with PromQL instead.")
-    ] = None,
-    steps: Annotated[str, typer.Option(help="Traffic percentages, comma separated.")] = (
-        "10,25,50,100"
-    ),
-    interval: Annotated[float, typer.Option(help="Seconds per analysis window.")] = 30.0,
-    min_requests: Annotated[int, typer.Option(help="Canary requests a window needs.")] = 50,
-    shadow: Annotated[bool, typer.Option(help="Mirror traffic; the champion answers.")] = False,
-) -> None:
-    """Release VERSION of NAME as a canary: step through weights, promote or roll back."""
-    from pydantic import ValidationError
-    from rich.progress import BarColumn, Progress, TextColumn
-
-    from tasks.release.canary import run_canary
-    from tasks.release.policy import CanaryPolicy, StepRecord
-
-    try:
-        policy = CanaryPolicy(
-            steps=[float(s) for s in steps.split(",") if s.strip()],
-            interval_s=interval,
-            min_requests=min_requests,
-            shadow=shadow,
-        )
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(f"bad canary options: {str(exc).splitlines()[0]}") from exc
-    source = _metrics_source(server, prometheus)
-    progress = Progress(
-        TextColumn("canary {task.description}", markup=False), BarColumn(),
-        TextColumn("{task.fields[last]}", markup=False),
-        console=console,
-    )  # fmt: skip
-    with open_registry() as registry, progress:
-        task = progress.add_task(f"{name} v{version}", total=len(policy.steps), last="")
-
-        def show(step: StepRecord) -> None:
-            verdict = step.analysis.verdict
-            last = f"{step.phase} {step.step} at {step.weight:g}%: {verdict}"
-            advance = 1 if verdict == "success" and step.phase == "canary" else 0
-            progress.update(task, advance=advance, last=last)
-
-        outcome = run_canary(registry, name, version, policy, source, actor="cli", on_step=show)
-    console.print(render_table(f"canary {name} v{version}", [s.row() for s in outcome.steps]))
-    colour = "green" if outcome.promoted else "red"
-    console.print(Text.assemble((outcome.status, colour), f": {outcome.reason}"), highlight=False)
-    if not outcome.promoted:
-        raise typer.Exit(1)
-
-
-def _metrics_source(server: str | None, prometheus: str | None) -> MetricsSource:
-    """Where the canary reads its numbers: ``--prometheus``, ``--server``, else the settings
-    (RETRAIN_PROMETHEUS_URL, else the model server's own stats)."""
-    from retrain.config.wiring import build_metrics_source
-    from tasks.release.metric_sources import PrometheusSource, ServerStatsSource
-
-    if prometheus:
-        return PrometheusSource(prometheus)
-    if server:
-        token = settings().serve_token
-        return ServerStatsSource(server, token=token.get_secret_value() if token else None)
-    return build_metrics_source(settings())
 
 
 @app.command("traffic")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -169,13 +168,9 @@ def _resolve_version(registry: Registry, model: str, version_text: str, given: s
 
 def _load_spec(registry: Registry, given: str) -> PipelineSpec:
     """The spec in file ``given``, else the registered pipeline named ``given``."""
-    from retrain.config.spec_store import get_registered_spec
-    from retrain.config.specs import load_spec
+    from retrain.config.spec_store import spec_from_file_or_registry
 
-    path = Path(given)
-    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
-        return load_spec(path)
-    return get_registered_spec(registry, given)
+    return spec_from_file_or_registry(registry, given)
 
 
 def _gate_rules(

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     serve_predict_threads: int = Field(
         default=4, ge=1, description="Predictions computed at once, off the event loop."
     )
+    serve_retired_series_grace_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds a version no longer served keeps its series in the server's metrics.",
+    )
     alerts_host: str = "127.0.0.1"
     alerts_port: int = 8090
     alerts_token: SecretStr | None = Field(default=None, description="Bearer token for alerts.")
@@ -85,6 +90,15 @@ class Settings(BaseSettings):
     )
     prefect_port: int = 4200
     mlflow_port: int = 5000
+    blobs_host: str = "127.0.0.1"
+    blobs_port: int = Field(
+        default=8091, description="Port where `retrain up` serves registry documents over HTTP."
+    )
+    blob_base_url: str | None = Field(
+        default=None,
+        description="Base URL serving registry blobs over HTTP (Prefect artifacts link there; "
+        "`retrain up` sets it for its children; default: file:// links to the store).",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ __all__ = [
     "get_registered_spec",
     "list_registered_pipelines",
     "register_spec",
+    "spec_from_file_or_registry",
 ]
 
 SPEC_ARTIFACT_KIND = "pipeline_spec"
@@ -102,3 +103,16 @@ def get_registered_spec(registry: Registry, name: str) -> PipelineSpec:
             f"no pipeline named {name!r}; register one with `retrain pipelines register SPEC`"
         )
     return PipelineSpec.model_validate(json.loads(registry.get_bytes(record.digest)))
+
+
+def spec_from_file_or_registry(registry: Registry, given: str) -> PipelineSpec:
+    """The spec in file ``given`` (``.yaml``/``.yml``/``.json``, or any existing path), else
+    the pipeline registered as ``given``."""
+    from pathlib import Path
+
+    from retrain.config.specs import load_spec
+
+    path = Path(given)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        return load_spec(path)
+    return get_registered_spec(registry, given)

@@ -1,9 +1,10 @@
 """Pipeline specs: one YAML file per model says what to train, on which data, and when.
 
 A spec names the dataset and its contract, the target and features, the model and its
-training settings, the gate rules, the drift policy, the canary policy, the schedules and the
-trigger policy. It is validated by pydantic (unknown fields are refused) and identified by the
-sha256 of its canonical JSON, so two files that mean the same thing have the same digest.
+training settings, the gate rules, the drift policy, the canary policy, the release mode
+(``release: canary | shadow | gate``), the schedules and the trigger policy. It is validated
+by pydantic (unknown fields are refused) and identified by the sha256 of its canonical JSON,
+so two files that mean the same thing have the same digest.
 
 A mistake in a spec is reported as one line naming the field, for example::
 
@@ -28,7 +29,7 @@ from retrain.config.spec_yaml import MODEL_NAME_PATTERN, UniqueKeyLoader, descri
 from tasks.data.drift import DriftPolicy
 from tasks.gate.evaluate import GateRules
 from tasks.pipeline.plan import PipelinePlan
-from tasks.release.policy import CanaryPolicy
+from tasks.release.policy import CanaryPolicy, ReleasePolicy
 from tasks.training.plan import TrainingPlan
 
 __all__ = [
@@ -148,6 +149,10 @@ class PipelineSpec(_Strict):
     gate: GateRules = Field(default_factory=GateRules)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    release: ReleasePolicy = Field(
+        default_factory=ReleasePolicy,
+        description="canary (default), shadow or gate; or {mode: shadow, shadow_windows: N}.",
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     triggers: TriggerSpec = Field(default_factory=TriggerSpec)
 
@@ -223,6 +228,7 @@ class PipelineSpec(_Strict):
             drift=self.drift,
             canary=self.canary,
             spec_digest=self.digest,
+            release=self.release,
         )
 
 

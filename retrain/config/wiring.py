@@ -9,9 +9,16 @@ from retrain.config.settings import Settings
 if TYPE_CHECKING:
     from registry.store import Registry
     from tasks.release.metric_sources import MetricsSource
+    from tasks.release.preflight import ServerProbe
     from tasks.training.tracking import MlflowTracker
 
-__all__ = ["build_metrics_source", "build_registry", "build_tracker", "serving_url"]
+__all__ = [
+    "build_metrics_source",
+    "build_registry",
+    "build_server_probe",
+    "build_tracker",
+    "serving_url",
+]
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -24,6 +31,7 @@ def build_registry(settings: Settings) -> Registry:
         settings.registry_blob_url,
         s3_endpoint_url=settings.s3_endpoint_url,
         s3_region=settings.s3_region,
+        link_base=settings.blob_base_url,
     )
 
 
@@ -53,3 +61,12 @@ def build_metrics_source(settings: Settings) -> MetricsSource:
         return PrometheusSource(settings.prometheus_url)
     token = settings.serve_token.get_secret_value() if settings.serve_token else None
     return ServerStatsSource(serving_url(settings), token=token)
+
+
+def build_server_probe(settings: Settings, url: str | None = None) -> ServerProbe:
+    """The model server a release checks before its first canary step: ``url``, else the
+    settings' ``serve_host:serve_port`` (also when canary metrics come from Prometheus)."""
+    from tasks.release.preflight import ServerProbe
+
+    token = settings.serve_token.get_secret_value() if settings.serve_token else None
+    return ServerProbe(url or serving_url(settings), token=token)

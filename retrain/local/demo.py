@@ -9,12 +9,15 @@ Great Expectations, Evidently, Lightning, the registry, the model server and the
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from retrain.config.spec_store import register_spec
+from retrain.local.demo_home import prepare_demo_home, print_where_to_look
 from retrain.local.demo_services import DemoServices
 from retrain.local.demo_support import (
     MODEL,
@@ -39,7 +42,9 @@ __all__ = ["run_demo"]
 def run_demo(
     base: Settings, *, fast: bool = False, rows: int | None = None, epochs: int | None = None
 ) -> list[dict[str, Any]]:
-    """Run the story in ``base.home/demo`` (wiped first); Prefect runs land in ``home/prefect``.
+    """Run the story in ``base.home`` (the platform's state there is started afresh), the
+    home ``retrain up`` opens afterwards: Prefect runs land in ``home/prefect``, the same
+    database its Prefect server uses, with their logs.
 
     Returns the timeline rows it printed. Flows get the demo's settings as a parameter and the
     demo's clock as ``as_of``: nothing is passed through the environment.
@@ -47,15 +52,16 @@ def run_demo(
     from prefect.settings import (
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_HOME,
-        PREFECT_LOGGING_LEVEL,
+        PREFECT_LOGGING_TO_API_ENABLED,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
         temporary_settings,
     )
     from pydantic import SecretStr
 
-    home = (base.home / "demo").resolve()
-    shutil.rmtree(home, ignore_errors=True)
+    from retrain.local.stack import blob_server_url
+
+    home = prepare_demo_home(base)
     token = secrets.token_urlsafe(16)
     settings = base.model_copy(
         update={
@@ -63,25 +69,65 @@ def run_demo(
             "alerts_token": SecretStr(token),
             "serve_port": free_port(),
             "alerts_port": free_port(),
+            # Report links point where `retrain up` serves the registry's documents.
+            "blob_base_url": blob_server_url(base),
         }
     )
     _quiet_libraries()
     prefect_settings = {
-        PREFECT_HOME: str((base.home / "prefect").resolve()),
+        PREFECT_HOME: str(home / "prefect"),  # what `retrain up` gives its Prefect server
         PREFECT_SERVER_ANALYTICS_ENABLED: False,
-        PREFECT_LOGGING_LEVEL: "WARNING",
+        PREFECT_LOGGING_TO_API_ENABLED: True,  # the runs keep their logs in the UI
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
         # Prefect's 20 s default is too short for a busy two-core machine (64 s was seen).
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 240,
     }
-    with temporary_settings(updates=prefect_settings):
+    with temporary_settings(updates=prefect_settings), _console_quiet():
         story = _Story(
             settings,
             rows=rows or (12_000 if fast else 24_000),
             epochs=epochs or (6 if fast else 10),
             token=token,
         )
-        return story.tell()
+        timeline = story.tell()
+        _flush_run_logs()
+    print_where_to_look(base, story.requests_sent, story.elapsed)
+    return timeline
+
+
+@contextlib.contextmanager
+def _console_quiet() -> Iterator[None]:
+    """Prefect's run logs go to its API (the UI shows them) but not to the terminal, where
+    the story is told: its console handler shows warnings only while inside.
+
+    Prefect sets its logging up again when the demo's own API server starts, from the
+    environment, so the level is set there (``PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL``), not on
+    a handler that is about to be replaced. Run logs themselves keep level INFO: a lower
+    ``PREFECT_LOGGING_LEVEL`` would stop them before they reach the API.
+    """
+    import os
+
+    from prefect.logging.configuration import setup_logging
+
+    name = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+    before = os.environ.get(name)
+    os.environ[name] = "WARNING"
+    setup_logging()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+        setup_logging()
+
+
+def _flush_run_logs() -> None:
+    """Send the last run logs before the demo's Prefect server stops with the process."""
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
 
 
 def _quiet_libraries() -> None:
@@ -111,6 +157,7 @@ class _Story:
         self.data, self.window, self.recent = home / "data", home / "window", home / "recent"
         self.clock = DemoClock()
         self.timeline = Timeline()
+        self.elapsed, self.requests_sent = 0.0, 0
         self.registry = build_registry(settings)
 
     def tell(self) -> list[dict[str, Any]]:
@@ -133,8 +180,8 @@ class _Story:
         print_decisions(self.registry, MODEL)
         rows = self.timeline.rows
         console.print(render_table(f"What happened (champion now v{champion})", rows))
-        elapsed = time.perf_counter() - self.timeline.started
-        _where_to_look(self.settings, services.traffic.sent, elapsed)
+        self.elapsed = time.perf_counter() - self.timeline.started
+        self.requests_sent = services.traffic.sent
         self.registry.close()
         return rows
 
@@ -251,12 +298,3 @@ class _Story:
 
 def _say(headline: str, took: float | None) -> None:
     console.print(f"[green]✓[/] {headline}" + (f" [dim]({took} s)[/]" if took else ""))
-
-
-def _where_to_look(settings: Settings, sent: int, elapsed: float) -> None:
-    home = settings.home
-    console.print(f"\n{sent} requests served; demo took {elapsed:.0f} s. Where to look:")
-    console.print(f"  • registry history:  RETRAIN_HOME={home} retrain models history {MODEL}")
-    console.print(f"  • reports and cards: RETRAIN_HOME={home} retrain registry ls")
-    console.print("  • Prefect UI (runs, artifacts): retrain up, then http://127.0.0.1:4200")
-    console.print(f"  • MLflow UI: retrain up --mlflow-ui (experiments in {home / 'mlflow.db'})")

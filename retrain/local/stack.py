@@ -29,7 +29,14 @@ from registry.errors import StackError
 if TYPE_CHECKING:
     from retrain.config.settings import Settings
 
-__all__ = ["Service", "Stack", "module_argv", "stack_services", "stop_signals"]
+__all__ = [
+    "Service",
+    "Stack",
+    "blob_server_url",
+    "module_argv",
+    "stack_services",
+    "stop_signals",
+]
 
 
 @dataclass(frozen=True)
@@ -180,20 +187,31 @@ def module_argv(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
+def blob_server_url(cfg: Settings) -> str:
+    """Where ``retrain up`` serves registry documents: the configured base URL, else its own
+    blob server."""
+    return cfg.blob_base_url or f"http://{cfg.blobs_host}:{cfg.blobs_port}"
+
+
 def stack_services(cfg: Settings, *, serve_models: bool, mlflow_ui: bool) -> list[Service]:
     """What ``retrain up`` starts, in order: the Prefect server first (the others talk to it),
-    then the deployment runner, the alert receiver and, if asked, the model server and the
-    MLflow UI."""
+    then the deployment runner, the alert receiver, the blob server and, if asked, the model
+    server and the MLflow UI."""
     from retrain.config.wiring import serving_url
 
     prefect_url = f"http://127.0.0.1:{cfg.prefect_port}"
-    # Every Prefect client points at this stack's server, never at the user's own.
+    blobs = f"http://{cfg.blobs_host}:{cfg.blobs_port}"
+    # Every Prefect client points at this stack's server, never at the user's own; artifacts
+    # link to this stack's blob server.
     env = {
         "PREFECT_HOME": str(cfg.home.resolve() / "prefect"),
         "PREFECT_API_URL": f"{prefect_url}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_URL": prefect_url,
+        "RETRAIN_BLOB_BASE_URL": blob_server_url(cfg),
     }
+    # Runs started by an alert or by hand begin within two seconds, not Prefect's ten.
+    served_env = {**env, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
     alerts = f"http://{cfg.alerts_host}:{cfg.alerts_port}"
     services = [
         Service(
@@ -205,13 +223,24 @@ def stack_services(cfg: Settings, *, serve_models: bool, mlflow_ui: bool) -> lis
             ready_url=f"{prefect_url}/api/health",
             env=env,
         ),
-        Service("deployments", module_argv("retrain", "pipelines", "serve"), url="", env=env),
+        Service(
+            "deployments", module_argv("retrain", "pipelines", "serve"), url="", env=served_env
+        ),
         Service(
             "alert-receiver",
             module_argv("retrain", "alerts", "serve"),
             url=f"{alerts}/alerts/generic",
             ready_url=f"{alerts}/healthz",
             env=env,
+        ),
+        Service(
+            "blob-server",
+            module_argv("retrain", "serve-blobs"),
+            url=f"{blobs}/blobs/sha256/",
+            ready_url=f"{blobs}/healthz",
+            env=env,
+            ready_timeout_s=60.0,
+            optional=True,  # without it the stack runs; only report links do not open
         ),
     ]
     if serve_models:

@@ -34,7 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.errors import DriftError
 from tasks.data.drift_result import ColumnDrift, DriftResult
 from tasks.data.sources import EVENT_TIME
-from tasks.reporting.artifacts import artifact_key, publish_link, publish_markdown, publish_table
+from tasks.reporting.artifacts import (
+    artifact_key,
+    blob_link,
+    publish_link,
+    publish_markdown,
+    publish_table,
+)
 
 if TYPE_CHECKING:
     from registry.records import ArtifactRecord
@@ -67,6 +73,11 @@ class DriftPolicy(BaseModel):
     )
     target: str | None = Field(
         default=None, description="Target column, reported separately (a spec fills it in)."
+    )
+    categorical: list[str] = Field(
+        default_factory=list,
+        description="Columns compared as categories whatever their type (a spec fills in its "
+        "categorical features): integer codes are not distances.",
     )
     prediction: str | None = Field(
         default="prediction", description="Prediction column, reported separately."
@@ -110,6 +121,7 @@ def detect_drift(
     missing = [c for c in wanted if c not in reference.columns]
     if missing:
         raise DriftError(f"drift columns {missing} are not in the reference data")
+    reference, current = _as_categories(reference, policy), _as_categories(current, policy)
     broken = _uncomparable(reference, current, wanted)
     features = [c for c in wanted if c not in broken]
     extras = [
@@ -157,7 +169,8 @@ def record_drift(
     key = artifact_key("drift", name)
     publish_table(key, result.table_rows(), description=result.summary())
     publish_markdown(f"{key}-summary", f"**{name}**: {result.summary()}\n\nReport: `{digest}`")
-    publish_link(f"{key}-report", _blob_link(registry, digest), "Evidently drift report")
+    link = blob_link(registry, digest, "drift-report.html")
+    publish_link(f"{key}-report", link, "Evidently drift report")
     return record
 
 
@@ -229,6 +242,17 @@ def _value_drift(cls: Any, column: str, policy: DriftPolicy) -> Any:
     return cls(column=column, method=method, threshold=threshold)
 
 
+def _as_categories(frame: pd.DataFrame, policy: DriftPolicy) -> pd.DataFrame:
+    """``frame`` with the policy's categorical columns as category names (``3`` and ``3.0``
+    alike), so they are compared as categories, never as numbers."""
+    from models.categories import category_names
+
+    named = [c for c in policy.categorical if c in frame.columns]
+    if not named:
+        return frame
+    return frame.assign(**{c: category_names(frame[c]).astype(object) for c in named})
+
+
 def _uncomparable(
     ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str]
 ) -> dict[str, ColumnDrift]:
@@ -254,12 +278,3 @@ def _is_numeric(series: pd.Series) -> bool:
 def _is_label(frame: pd.DataFrame, column: str, policy: DriftPolicy) -> bool:
     """A numeric target with few values (0/1 classes) is compared as categorical."""
     return column == policy.target and frame[column].nunique() <= 10
-
-
-def _blob_link(registry: Registry, digest: str) -> str:
-    blobs: Any = registry.blobs
-    if hasattr(blobs, "path_of"):
-        return str(blobs.path_of(digest).resolve().as_uri())
-    if hasattr(blobs, "key_of") and hasattr(blobs, "bucket"):
-        return f"s3://{blobs.bucket}/{blobs.key_of(digest)}"
-    return digest

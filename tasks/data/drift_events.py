@@ -27,10 +27,17 @@ def drift_event_resources(model: str) -> tuple[dict[str, str], list[dict[str, st
 
 
 def signal_drift(
-    registry: Registry, model: str, result: DriftResult, *, report_name: str, emit: bool = True
+    registry: Registry,
+    model: str,
+    result: DriftResult,
+    *,
+    report_name: str,
+    emit: bool = True,
+    publish: bool = True,
 ) -> str | None:
     """Record ``drift.detected`` in the registry and, if ``emit``, send ``ml.drift.detected``
-    to Prefect (the event drift-triggered deployments react to).
+    to Prefect (the event drift-triggered deployments react to). ``publish=False`` records the
+    request without sending it (a loop driven without Prefect starts the retrain itself).
 
     ``report_name`` names the stored drift report the event links to. Returns the Prefect
     event id (None when nothing was emitted or no Prefect API takes events).
@@ -49,7 +56,7 @@ def signal_drift(
         actor="monitor-drift",
         payload={**payload, "retrain_requested": emit},
     )
-    if not emit:
+    if not (emit and publish):
         return None
     from prefect.events import emit_event
 

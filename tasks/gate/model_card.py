@@ -1,12 +1,17 @@
-"""A gate decision as data, and the markdown model card that presents it."""
+"""A gate decision as data, and the markdown model card that presents it.
+
+The card is written when the gate decides; ``with_release`` adds the release's final outcome
+(promoted, aborted, not released) to it once the release ends, as a new card.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Check", "GateDecision", "SliceResult", "render_model_card"]
+__all__ = ["Check", "GateDecision", "SliceResult", "render_model_card", "with_release"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,30 @@ class GateDecision:
             "; ".join(self.reasons)
         )
 
+    @property
+    def log_line(self) -> str:
+        """The verdict with its numbers, for run logs: the gate metric of candidate, champion
+        and floor, the bootstrap interval, and each rule's outcome."""
+        metric = self.metric
+        numbers = [f"candidate {_num(self.candidate_metrics.get(metric))}"]
+        if self.champion_metrics is not None:
+            numbers.append(
+                f"champion v{self.champion_version} {_num(self.champion_metrics.get(metric))}"
+            )
+        floor = self.rules.get("floor")
+        numbers.append(f"floor {'none' if floor is None else _num(floor)}")
+        if self.difference is not None and self.ci_low is not None and self.ci_high is not None:
+            numbers.append(
+                f"difference {self.difference:+.4f}, {self.confidence:.0%} CI "
+                f"[{self.ci_low:+.4f}, {self.ci_high:+.4f}]"
+            )
+        checks = ", ".join(f"{c.name} {'ok' if c.passed else 'FAILED'}" for c in self.checks)
+        return (
+            f"gate {self.verdict.upper()} for {self.model} v{self.candidate_version}: {metric} "
+            + ", ".join(numbers)
+            + f"; checks: {checks or 'none apply'}"
+        )
+
     def with_card(self, digest: str) -> GateDecision:
         return dataclasses.replace(self, card_digest=digest)
 
@@ -126,6 +155,46 @@ def render_model_card(decision: GateDecision) -> str:
         *_inputs_section(decision),
     ]
     return "\n".join(lines)
+
+
+_RELEASE_MARK = "**Release: "
+_RELEASE_SECTION = "## Release"
+
+
+def with_release(card: str, headline: str, why: str, details: Sequence[str]) -> str:
+    """``card`` with the release's outcome: ``**Release: <headline>**: <why>`` under the
+    verdict and a ``## Release`` section of ``details`` (one bullet each) at the end; an
+    earlier release outcome on the card is replaced, so a card shows one outcome: the last."""
+    lines = _without_release(card.rstrip("\n").split("\n"))
+    mark = f"{_RELEASE_MARK}{headline}**" + (f": {why}" if why else "")
+    verdict = next((i for i, line in enumerate(lines) if line.startswith("**Verdict:")), None)
+    if verdict is None:  # a card of another shape: the outcome goes first
+        lines[0:0] = [mark, ""]
+    else:
+        lines[verdict + 1 : verdict + 1] = ["", mark]
+    section = [_RELEASE_SECTION, "", *(f"- {d}" for d in details)]
+    return "\n".join([*lines, "", *section, ""])
+
+
+def _without_release(lines: list[str]) -> list[str]:
+    """``lines`` less an earlier release mark (and the blank line before it) and section."""
+    out: list[str] = []
+    skipping = False
+    for line in lines:
+        if line == _RELEASE_SECTION:
+            skipping = True
+        elif skipping and line.startswith("## "):
+            skipping = False
+        if skipping:
+            continue
+        if line.startswith(_RELEASE_MARK):
+            if out and not out[-1]:
+                out.pop()
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out
 
 
 def _verdict_and_checks(d: GateDecision) -> list[str]:

@@ -6,11 +6,11 @@ so the same spec gives the same snapshots, the same split and the same bundle th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tasks.data.drift import DriftPolicy
 from tasks.gate.evaluate import GateRules
-from tasks.release.policy import CanaryPolicy
+from tasks.release.policy import CanaryPolicy, ReleasePolicy
 from tasks.training.plan import TrainingPlan
 
 __all__ = ["PipelinePlan"]
@@ -27,6 +27,7 @@ class PipelinePlan:
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     canary: CanaryPolicy = field(default_factory=CanaryPolicy)
     spec_digest: str | None = None
+    release: ReleasePolicy = field(default_factory=ReleasePolicy)
 
     @property
     def model(self) -> str:
@@ -37,12 +38,4 @@ class PipelinePlan:
         """The same plan with ``max_epochs`` overridden (``None`` keeps it)."""
         if epochs is None:
             return self
-        return PipelinePlan(
-            self.training.with_fitting(max_epochs=epochs),
-            self.holdout_fraction,
-            self.contract,
-            self.gate,
-            self.drift,
-            self.canary,
-            self.spec_digest,
-        )
+        return replace(self, training=self.training.with_fitting(max_epochs=epochs))

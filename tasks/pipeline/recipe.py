@@ -3,17 +3,21 @@ canary → promote or abort, then record.
 
 ``run_retrain`` composes the steps of ``tasks.pipeline.steps``; which implementation runs each
 step is a parameter: ``PLAIN_STEPS`` calls the functions directly (benchmarks, scripts), the
-flow passes ``tasks.pipeline_tasks.PREFECT_STEPS``, the same functions as Prefect tasks.
+flow passes ``tasks.pipeline_tasks.PREFECT_STEPS``, the same functions as Prefect tasks. The
+decisions (the gate's verdict with its numbers, the release's outcome and why) are logged
+through the steps' logger: the standard ``logging`` one, or Prefect's run logger in a flow.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tasks.data.sources import load_frame
+from tasks.pipeline.release_step import describe_outcome, release_candidate
 from tasks.pipeline.runs import (
     RetrainSummary,
     champion_reference,
@@ -30,7 +34,6 @@ from tasks.pipeline.steps import (
     prepare_data,
     train_candidate,
 )
-from tasks.release.canary import run_canary
 from tasks.training.lineage import code_lineage
 from tasks.training.plan import TrainingRun
 
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from registry.store import Registry
     from tasks.pipeline.plan import PipelinePlan
     from tasks.release.metric_sources import MetricsSource
+    from tasks.release.preflight import ServerProbe
 
 __all__ = ["PLAIN_STEPS", "RetrainEnv", "RetrainRequest", "Steps", "run_retrain"]
 
@@ -55,6 +59,8 @@ class Steps:
     gate: Callable[..., Any]
     release: Callable[..., Any]
     record: Callable[..., Any]
+    logger: Callable[[], logging.Logger | logging.LoggerAdapter[Any]]
+    """Where the run's decisions are logged (called inside the run)."""
 
 
 PLAIN_STEPS = Steps(
@@ -65,8 +71,9 @@ PLAIN_STEPS = Steps(
     drift=measure_drift,
     train=train_candidate,
     gate=gate_candidate,
-    release=run_canary,
+    release=release_candidate,
     record=record_run,
+    logger=lambda: logging.getLogger(__name__),
 )
 
 
@@ -81,12 +88,14 @@ class RetrainRequest:
 
 @dataclass(frozen=True)
 class RetrainEnv:
-    """The clients a retrain uses, built from ``Settings`` at the entry point."""
+    """The clients a retrain uses, built from ``Settings`` at the entry point; ``server`` is
+    the model server a release checks before its first canary step (None: no check)."""
 
     metrics: MetricsSource
     run: TrainingRun = field(default_factory=TrainingRun)
     s3: Mapping[str, str | None] = field(default_factory=dict)
     actor: str = "retrain-model"
+    server: ServerProbe | None = None
 
 
 def run_retrain(
@@ -107,7 +116,12 @@ def run_retrain(
         None if request.force else steps.find_reusable(registry, model, key)
     )
     if earlier is not None:
-        return replace(earlier, reused=True)
+        steps.logger().info(
+            "same data, spec and code as v%s (%s): reused",
+            earlier.candidate_version,
+            earlier.outcome,
+        )
+        return replace(earlier, reused=True, outcome="reused")
     reference = champion_reference(registry, model)
     drift = (
         steps.drift(registry, reference[1], frame, plan.drift, name=model)
@@ -119,11 +133,20 @@ def run_retrain(
     # A promotion records the new champion's holdout itself (tasks.release), whatever the route.
     holdout = grading_holdout(registry, model, prepared.holdout.digest)
     decision = steps.gate(registry, plan, candidate.version, holdout)
+    log = steps.logger()
+    log.info(decision.log_line)
     release = None
     if decision.passed:
         release = steps.release(
-            registry, model, candidate.version, plan.canary, env.metrics, actor=env.actor
-        )
+            registry, model, candidate.version, plan.release, plan.canary, env.metrics,
+            server=env.server, actor=env.actor,
+        )  # fmt: skip
+        log.info(
+            "release of %s v%s: %s: %s",
+            model, candidate.version, describe_outcome(release), release.reason,
+        )  # fmt: skip
+    else:
+        log.info("release of %s v%s: not attempted, the gate rejected it", model, candidate.version)
     summary = summarize_run(
         registry,
         model,

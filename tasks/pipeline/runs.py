@@ -73,7 +73,14 @@ def champion_reference(registry: Registry, model: str) -> tuple[int, str] | None
 
 @dataclass(frozen=True)
 class RetrainSummary:
-    """One flat record of a retrain: what came in, what the gates said, who serves now."""
+    """One flat record of a retrain: what came in, what the gates said, who serves now.
+
+    ``outcome`` is how the run ended: ``promoted``, ``aborted``, ``rolled_back`` (promoted,
+    then undone by the watch), ``not_released`` (the release could not run; the candidate
+    stays a candidate), ``rejected_at_gate``, ``reused`` (same inputs as an earlier run, whose
+    result this is) or ``skipped`` (folded into a recent retrain). ``release`` is the release's
+    own status and ``release_mode`` how it ran (canary, shadow, gate).
+    """
 
     model: str
     trigger: str
@@ -85,8 +92,9 @@ class RetrainSummary:
     candidate_version: int | None = None
     gate: str | None = None
     gate_reasons: tuple[str, ...] = ()
-    release: str = "not released"
+    release: str = "not_released"
     release_reason: str = ""
+    release_mode: str | None = None
     champion: int | None = None
     duration_s: float = 0.0
     reused: bool = False
@@ -118,7 +126,7 @@ def summarize_run(
     started: float,
 ) -> RetrainSummary:
     """The summary of a retrain that trained and gated a candidate."""
-    outcome: str = release.status if release is not None else f"gate {decision.verdict}"
+    outcome = "rejected_at_gate" if release is None else release.status
     return RetrainSummary(
         model=model,
         trigger=trigger,
@@ -130,8 +138,9 @@ def summarize_run(
         candidate_version=candidate.version,
         gate=decision.verdict,
         gate_reasons=tuple(decision.reasons),
-        release="not released" if release is None else release.status,
-        release_reason="" if release is None else release.reason,
+        release="not_released" if release is None else release.status,
+        release_reason="the gate rejected the candidate" if release is None else release.reason,
+        release_mode=None if release is None else release.mode,
         champion=registry.catalog.get_alias(model, "champion"),
         duration_s=round(time.monotonic() - started, 2),
     )

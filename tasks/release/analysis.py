@@ -171,4 +171,6 @@ def analyse_window(
         for c in failed
         if c.value is not None and c.limit is not None
     ]
+    if overall == "inconclusive":  # say why the window could not be judged
+        reasons = [f"{c.name}: {c.detail}" for c in checks if c.verdict == "inconclusive"]
     return StepAnalysis(overall, checks, canary.requests, champion.requests, reasons)

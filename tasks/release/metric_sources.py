@@ -141,14 +141,23 @@ class MetricsSnapshot:
     routing: dict[str, Any] | None = None
     load_errors: dict[int, str] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.monotonic)
+    instance: str | None = None
+    """Which server process counted (None: a source that cannot tell)."""
 
     def get(self, version: int) -> VersionCounters:
         """Counters of ``version`` (zeros if it saw no traffic)."""
         return self.versions.get(version, VersionCounters())
 
     def since(self, earlier: MetricsSnapshot, version: int) -> VersionCounters:
-        """What ``version`` did between ``earlier`` and this snapshot."""
-        return self.get(version) - earlier.get(version)
+        """What ``version`` did between ``earlier`` and this snapshot; unmeasurable when the
+        two come from different server processes (its counters restarted in between)."""
+        window = self.get(version) - earlier.get(version)
+        restarted = (
+            None not in (self.instance, earlier.instance) and self.instance != earlier.instance
+        )
+        if restarted and window.incomplete is None:
+            return replace(window, incomplete="the model server restarted (counters reset)")
+        return window
 
     @classmethod
     def from_server_stats(cls, stats: dict[str, Any]) -> MetricsSnapshot:
@@ -172,7 +181,13 @@ class MetricsSnapshot:
             version = int(s["version"])
             versions[version] = versions[version] + counters if version in versions else counters
         load_errors = {int(v): str(m) for v, m in stats.get("load_errors", {}).items()}
-        return cls(versions, stats.get("routing"), load_errors)
+        instance = stats.get("instance")
+        return cls(
+            versions,
+            stats.get("routing"),
+            load_errors,
+            instance=str(instance) if instance is not None else None,
+        )
 
 
 class MetricsSource(Protocol):

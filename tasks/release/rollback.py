@@ -8,6 +8,7 @@ memory and follows the alias within one poll interval.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +40,14 @@ def rollback(
     *,
     reason: str,
     actor: str = "system",
+    extra: Mapping[str, Any] | None = None,
 ) -> RollbackResult:
     """Send ``model``'s traffic back to ``to_version`` (default: the previous good champion).
 
     Any canary in flight is dropped first. Appends ``model.rolled_back``; the rolled-back
     version is marked ``rejected`` so it is never chosen as a rollback target again, and the
-    restored champion's holdout grades candidates again (``freeze_holdout``).
+    restored champion's holdout grades candidates again (``freeze_holdout``). ``extra`` goes
+    into that event's payload (the alert receiver records its idempotency key there).
     """
     if not reason.strip():
         raise ConfigError("a rollback needs a reason (--reason TEXT)")
@@ -84,6 +87,6 @@ def rollback(
         versions=[v for v in (current, to_version) if v is not None],
         reason=reason,
         actor=actor,
-        payload={"from": current, "to": to_version, "canary_dropped": dropped},
+        payload={**(extra or {}), "from": current, "to": to_version, "canary_dropped": dropped},
     )
     return RollbackResult(model, current, to_version, dropped, elapsed)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from registry.store import Registry
 
 __all__ = [
     "ProgressReporter",
     "artifact_key",
+    "blob_link",
     "in_prefect_run",
     "publish_link",
     "publish_markdown",
@@ -71,6 +75,25 @@ def publish_link(key: str, link: str, link_text: str, description: str = "") -> 
         UUID,
         create_link_artifact(link=link, link_text=link_text, key=key, description=description),
     )
+
+
+def blob_link(registry: Registry, digest: str, filename: str) -> str:
+    """Where a person opens blob ``digest`` from the Prefect UI.
+
+    With the registry's HTTP base set (``retrain up`` serves blobs there), an ``http://`` URL
+    whose last part names the file (``drift-report.html``), so the browser shows it with the
+    right type; otherwise the store's own address (``file://`` path or ``s3://`` key), which a
+    browser may refuse but a person can still copy.
+    """
+    if registry.link_base:
+        hex_digest = digest.removeprefix("sha256:")
+        return f"{registry.link_base.rstrip('/')}/blobs/sha256/{hex_digest}/{filename}"
+    blobs: Any = registry.blobs
+    if hasattr(blobs, "path_of"):
+        return str(blobs.path_of(digest).resolve().as_uri())
+    if hasattr(blobs, "key_of") and hasattr(blobs, "bucket"):
+        return f"s3://{blobs.bucket}/{blobs.key_of(digest)}"
+    return digest
 
 
 class ProgressReporter:

@@ -61,6 +61,19 @@ def pipeline(tmp_path: Path, prefect_harness: None) -> Iterator[Pipeline]:
         registry.close()
 
 
+def run_log() -> list[str]:
+    """The newest 200 flow and task run log lines the Prefect API holds (what its UI shows),
+    oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)  # the run logger ships lines in the background
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC)
+    return [log.message for log in reversed(logs)]
+
+
 def test_first_run_crowns_a_champion_and_a_rerun_reuses_it(pipeline: Pipeline) -> None:
     from flows.retrain_model import retrain_model
 
@@ -72,14 +85,22 @@ def test_first_run_crowns_a_champion_and_a_rerun_reuses_it(pipeline: Pipeline) -
 
     again = retrain_model(pipeline=MODEL, as_of=MONDAY, settings=settings)
     assert again.reused is True and again.candidate_version == 1
+    assert again.outcome == "reused" and again.release == "promoted"
     assert [v.version for v in registry.catalog.list_model_versions(MODEL)] == [1]
 
     forced = retrain_model(pipeline=MODEL, force=True, as_of=MONDAY, settings=settings)
     assert forced.candidate_version == 2
-    # No model server answers, so the canary cannot be judged: it is aborted, v1 serves on.
-    assert forced.release == "aborted"
+    # No model server answers, so no canary can run: v2 is not released (still a candidate,
+    # not rejected) and v1 serves on.
+    assert (forced.outcome, forced.release) == ("not_released", "not_released")
+    assert forced.release_reason.startswith("no model server answers at http://127.0.0.1:9 ")
+    assert registry.catalog.get_model_version(MODEL, 2).status == "candidate"
     assert registry.catalog.get_alias(MODEL, "champion") == 1
     assert registry.catalog.get_alias(MODEL, "canary") is None
+    # The run's log (what the Prefect UI shows) says what was decided, and why.
+    logged = run_log()
+    assert any(m.startswith(f"gate PASS for {MODEL} v2: roc_auc candidate ") for m in logged)
+    assert f"release of {MODEL} v2: not released: {forced.release_reason}" in logged
 
 
 def test_broken_data_stops_the_run_before_training(pipeline: Pipeline) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from registry.catalog import Catalog
 from registry.database import alembic_config, create_catalog_engine
+from registry.inbox import NewAlert
 
 
 def test_an_older_catalog_is_upgraded_on_open(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ def test_an_older_catalog_is_upgraded_on_open(tmp_path: Path) -> None:
     catalog = Catalog.open(url)
     try:
         with catalog.engine.connect() as conn:
-            assert MigrationContext.configure(conn).get_current_revision() == "0004"
+            assert MigrationContext.configure(conn).get_current_revision() == "0005"
             indexes = {ix["name"] for ix in inspect(conn).get_indexes("blobs")}
         assert "ix_blobs_size" in indexes
         assert catalog.list_models() == []
@@ -53,5 +54,40 @@ def test_postgresql_refuses_truncate_of_the_event_log(postgres_url: str) -> None
             with catalog.engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
                 conn.execute(text(statement))
         assert [e.reason for e in catalog.events("m")] == ["first", "promoted"]
+    finally:
+        catalog.close()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_alerts_stored_before_0005_read_as_retrain_alerts(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = create_catalog_engine(url)
+    with engine.connect() as conn:  # a catalog from before alerts had an action
+        command.upgrade(alembic_config(conn), "0004")
+        conn.execute(
+            text(
+                "INSERT INTO alerts (dedup_key, source, model, status, payload, state, "
+                "received_at, updated_at) VALUES ('k', 'generic', 'm', 'firing', '{}', "
+                "'submitted', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.commit()
+    engine.dispose()
+
+    catalog = Catalog.open(url)  # upgraded to 0005 on open
+    try:
+        [old] = catalog.recent_alerts()
+        assert (old.action, old.state) == ("retrain", "submitted")
+        [(new, created)] = catalog.add_alerts(
+            [NewAlert("r", "generic", "m", "firing", {}, action="rollback")]
+        )
+        assert created and new.action == "rollback"
     finally:
         catalog.close()

@@ -86,21 +86,44 @@ def test_a_bad_spec_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
 def test_serve_with_nothing_registered_serves_the_shipped_pipelines(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from retrain.local.serve_loop import SpecSource
+
     served: list[str] = []
-    monkeypatch.setattr("retrain.deployments.prefect_api_url", lambda **_: "http://prefect")
-    monkeypatch.setattr(
-        "retrain.deployments.serve_deployments",
-        lambda specs, **_: served.extend(spec.name for spec in specs),
-    )
+
+    def record(source: SpecSource, **_: object) -> None:  # what the live loop would serve
+        served.extend(source.digests())
+
+    monkeypatch.setattr("retrain.local.serve_loop.serve_live", record)
     runner = CliRunner()
-    result = runner.invoke(app, ["pipelines", "serve"])
-    assert result.exit_code == 0, result.output
-    assert served == ["loan-default", "loss-given-default"]
-    assert "registered shipped pipeline loan-default" in result.output
-    listing = runner.invoke(app, ["pipelines", "ls"])
-    assert "loan-default" in listing.output and "loss-given-default" in listing.output
-    served.clear()
-    again = runner.invoke(app, ["pipelines", "serve", "loss-given-default"])
-    assert again.exit_code == 0, again.output
-    assert served == ["loss-given-default"]
-    assert "registered shipped" not in again.output
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        result = runner.invoke(app, ["pipelines", "serve"])
+        assert result.exit_code == 0, result.output
+        assert served == ["loan-default", "loss-given-default"]
+        assert "registered shipped pipeline loan-default" in result.output
+        listing = runner.invoke(app, ["pipelines", "ls"])
+        assert "loan-default" in listing.output and "loss-given-default" in listing.output
+        served.clear()
+        again = runner.invoke(app, ["pipelines", "serve", "loss-given-default"])
+        assert again.exit_code == 0, again.output
+        assert served == ["loss-given-default"]
+        assert "registered shipped" not in again.output
+        unknown = runner.invoke(app, ["pipelines", "serve", "no-such-model"])
+        assert unknown.exit_code != 0
+
+
+def test_serve_without_any_prefect_api_is_one_line(home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"RETRAIN_HOME": str(home), "PREFECT_HOME": str(home.parent / "prefect")}
+    done = subprocess.run(
+        [sys.executable, "-m", "retrain", "pipelines", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no Prefect API: PREFECT_API_URL is not set")
+    assert len(done.stderr.strip().splitlines()) == 1

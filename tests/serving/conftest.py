@@ -112,13 +112,15 @@ def _counters(client: TestClient, headers: dict[str, str] | None = None) -> Any:
     server = client.app.state.server  # type: ignore[attr-defined]
     stats = _strict(client.get(f"/v1/models/{MODEL}:stats", headers=headers).text)
     series = [line for line in client.get("/metrics").text.splitlines() if line[:1] != "#"]
-    return stats["series"], series, len(server.feedback_log), server.feedback_log.held
+    log = server.feedback_log
+    return stats["series"], series, len(log), log.held, stats["client"]
 
 
 @pytest.fixture
 def counters() -> Callable[..., Any]:
     """``counters(client[, headers])``: the per-version stats (parsed as strict JSON), every
-    Prometheus sample and the feedback log's size; equal before and after a refused request."""
+    Prometheus sample, the feedback log's size and what clients received (the stats' ``client``
+    outcomes); equal before and after a refused request."""
     return _counters
 
 

@@ -72,3 +72,48 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("error:") and "not UTF-8" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_drift_reads_the_spec_target_apart_and_integer_categories_as_categories(
+    home: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("ref", 0.0), ("cur", 0.0)):
+        rows = 1500
+        pd.DataFrame(
+            {
+                "income": rng.normal(50 + shift, 10, rows),
+                "grade": rng.integers(1, 40, rows),  # codes, not quantities
+                "churned": rng.integers(0, 2, rows),
+            }
+        ).to_csv(tmp_path / f"{name}.csv", index=False)
+    spec = tmp_path / "churn.yaml"
+    spec.write_text(
+        "name: churn\ndataset:\n  contract: loans\n  source: " + str(tmp_path / "ref.csv") + "\n"
+        "target: churned\ntask: binary\n"
+        "features:\n  numeric: [income]\n  categorical: [grade]\n"
+    )
+    args = ["drift", str(tmp_path / "ref.csv"), str(tmp_path / "cur.csv")]
+    args += ["--report", str(tmp_path / "r.html")]
+    plain = CliRunner().invoke(app, args)
+    assert plain.exit_code == 0, plain.output
+    assert _row(plain.output, "grade")[1:3] == ["feature", "Wasserstein distance (normed)"]
+    assert _row(plain.output, "churned")[1] == "feature"  # what the spec fixes
+    with_spec = CliRunner().invoke(app, [*args, "--pipeline", str(spec)])
+    assert with_spec.exit_code == 0, with_spec.output
+    assert "comparing churn's features (target 'churned' reported separately)" in with_spec.output
+    assert _row(with_spec.output, "grade")[1:3] == ["feature", "Jensen-Shannon distance"]
+    assert _row(with_spec.output, "churned")[1] == "target"
+    assert "of 2 features drifted" in with_spec.output
+
+
+def _row(output: str, column: str) -> list[str]:
+    """The cells of ``column``'s row in a printed table."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if cells and cells[0] == column:
+            return cells
+    raise AssertionError(f"no row for {column!r} in:\n{output}")

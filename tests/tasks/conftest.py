@@ -1,0 +1,113 @@
+"""Release fixtures: a candidate that passed its gate against a champion, a model server on a
+loopback port (on this registry or another), a URL nothing answers on, and what a user reads
+afterwards (``retrain models history``, the model card)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from registry.store import Registry
+from retrain.cli import main
+from retrain.cli.common import settings as cli_settings
+from retrain.testing_serving import register_test_bundle
+from serving.app import create_app
+from serving.limits import ServeLimits
+from serving.runner import RunningServer, start_server
+from tasks.data.simulator import simulate
+from tasks.gate.evaluate import GateRules, evaluate_candidate
+
+RELEASED_MODEL = "loans"
+# The same weights as the champion grade equal on any holdout: the gate passes.
+EQUAL_RULES = GateRules(floor=None, latency_p95_ms=None, max_regression=0.5)
+
+
+@pytest.fixture
+def gated(registry: Registry) -> int:
+    """``loans`` v1 champion, v2 a candidate with v1's weights, graded against v1 (pass)."""
+    register_test_bundle(registry, RELEASED_MODEL, seed=0, champion=True)
+    candidate = register_test_bundle(registry, RELEASED_MODEL, seed=0, tag="retrain")
+    holdout = simulate(400, seed=4)
+    decision = evaluate_candidate(registry, RELEASED_MODEL, candidate, holdout, EQUAL_RULES)
+    assert decision.passed, decision.reasons
+    return candidate
+
+
+@pytest.fixture
+def model_server() -> Iterator[Callable[..., RunningServer]]:
+    """``start(registry, models, token=None)``: the real server app under uvicorn on a free
+    loopback port, following ``registry`` every 50 ms (stopped after the test)."""
+    started: list[RunningServer] = []
+
+    def start(
+        registry: Registry, models: list[str] | None = None, *, token: str | None = None
+    ) -> RunningServer:
+        app = create_app(
+            registry,
+            models or [RELEASED_MODEL],
+            poll_interval_s=0.05,
+            limits=ServeLimits(token=token),
+        )
+        server = start_server(app)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL on a port that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+_user = typer.Typer(add_completion=False)
+
+
+@_user.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
+def _retrain(ctx: typer.Context) -> None:
+    """``retrain ARGS...`` exactly as the console script runs it."""
+    main(ctx.args)
+
+
+@pytest.fixture
+def retrain_cli(home: Path) -> Callable[..., tuple[int, str]]:
+    """``retrain_cli(*args)``: run ``retrain ARGS`` in process on the ``registry`` fixture's
+    home, as a user would; (exit code, everything printed)."""
+
+    def run(*args: str) -> tuple[int, str]:
+        cli_settings.cache_clear()
+        result = CliRunner().invoke(_user, list(args))
+        cli_settings.cache_clear()
+        assert result.exception is None or isinstance(result.exception, SystemExit), result
+        return result.exit_code, result.output
+
+    return run
+
+
+@pytest.fixture
+def model_card(registry: Registry) -> Callable[..., str]:
+    """``model_card(version, model="loans")``: the newest stored model card of that version."""
+
+    def read(version: int, model: str = RELEASED_MODEL) -> str:
+        card = registry.catalog.latest_artifact("model_card", f"{model}-v{version}")
+        assert card is not None, f"no model card for {model} v{version}"
+        return registry.get_bytes(card.digest).decode()
+
+    return read
