@@ -174,6 +174,8 @@ class PipelineSpec(_Strict):
             listed = [*(features.get("numeric") or []), *(features.get("categorical") or [])]
             if listed and all(isinstance(c, str) for c in listed):
                 filled.setdefault("columns", listed)
+                # Spec-categorical columns are compared as categories, integer codes too.
+                filled.setdefault("categorical", list(features.get("categorical") or []))
         return {**data, "drift": filled}
 
     @field_validator("name")

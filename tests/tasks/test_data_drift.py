@@ -117,3 +117,23 @@ def test_bad_policy_and_inputs_are_refused() -> None:
         detect_drift(simulate(0), simulate(100), LOANS)
     with pytest.raises(DriftError, match="not in the reference"):
         detect_drift(simulate(2_000), simulate(2_000), DriftPolicy(columns=["nope"]))
+
+
+def test_a_specs_integer_categories_are_compared_as_categories_in_the_flow() -> None:
+    import numpy as np
+
+    from retrain.config.specs import DEFAULT_SPECS_DIR, PipelineSpec, load_spec
+
+    raw = load_spec(DEFAULT_SPECS_DIR / "loan-default.yaml").model_dump()
+    raw["features"]["categorical"] = [*raw["features"]["categorical"], "branch"]
+    del raw["drift"]  # re-derived from the features, as for a spec file without a drift block
+    spec = PipelineSpec.model_validate(raw)
+    assert "branch" in spec.drift.categorical and spec.drift.target == "default"
+    rng = np.random.default_rng(3)
+    reference, current = simulate(3000, seed=1), simulate(3000, seed=2)
+    reference["branch"] = rng.integers(100, 160, len(reference))  # branch codes, not amounts
+    current["branch"] = rng.integers(100, 160, len(current)).astype(float)  # read as floats
+    result = detect_drift(reference, current, spec.drift, render=False)
+    branch = next(c for c in result.columns if c.column == "branch")
+    assert branch.kind == "categorical" and not branch.drifted
+    assert "default" not in [c.column for c in result.columns]  # the target is not a feature
