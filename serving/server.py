@@ -206,7 +206,7 @@ class ModelServer:
         latency_s = time.perf_counter() - started
         series.observe(latency_s, predictions)
         self.feedback_log.remember(rid, series, predictions, loaded.label_range())
-        task = None if shadow is None else BackgroundTask(self._shadow, shadow, instances)
+        task = None if shadow is None else BackgroundTask(self._shadow, shadow, instances, rid)
         client.record("ok" if answered == variant else "fallback", latency_s)
         return Response(body, media_type="application/json", background=task)
 
@@ -239,7 +239,9 @@ class ModelServer:
             # The canary failed: answer from the champion so the caller never sees it.
             loaded, variant = champion, "champion"
 
-    async def _shadow(self, loaded: LoadedModel, instances: list[dict[str, Any]]) -> None:
+    async def _shadow(
+        self, loaded: LoadedModel, instances: list[dict[str, Any]], request_id: str
+    ) -> None:
         started = time.perf_counter()
         try:
             predictions = await self.score(loaded, instances)
@@ -252,6 +254,8 @@ class ModelServer:
             return
         series = self.book.series(loaded.model, loaded.version, "shadow")
         series.observe(time.perf_counter() - started, predictions)
+        # The request's labels, when they come, score the shadow too (its online metric).
+        self.feedback_log.shadowed(request_id, series, predictions)
 
     async def feedback(self, request: Request, name: str) -> Response:
         """Score delayed labels; all items are checked before any is applied."""
@@ -265,7 +269,10 @@ class ModelServer:
             return refusal(exc)
         for item, answer in matched:
             self.feedback_log.pop(item.request_id)
-            answer.series.feedback(answer.predictions, [float(v) for v in item.labels])
+            labels = [float(v) for v in item.labels]
+            answer.series.feedback(answer.predictions, labels)
+            if answer.shadow is not None:
+                answer.shadow.feedback(answer.shadow_predictions, labels)
         return json_response({"accepted": len(matched), "unknown": len(items) - len(matched)})
 
     def _match(self, items: list[Labels], name: str) -> list[tuple[Labels, Answer]]:

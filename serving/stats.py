@@ -228,7 +228,7 @@ def _quantiles(values: list[float]) -> dict[str, float | int | None]:
 class Answer:
     """What one request was answered with, kept until its labels arrive."""
 
-    __slots__ = ("high", "low", "predictions", "series")
+    __slots__ = ("high", "low", "predictions", "series", "shadow", "shadow_predictions")
 
     def __init__(
         self, series: SeriesStats, predictions: Sequence[float], label_range: tuple[float, float]
@@ -237,6 +237,9 @@ class Answer:
         # 8 bytes a prediction instead of a list of float objects (~32 bytes each).
         self.predictions = array("d", predictions)
         self.low, self.high = label_range
+        # A shadow that scored the same request: its labels score the shadow too.
+        self.shadow: SeriesStats | None = None
+        self.shadow_predictions = array("d")
 
 
 class FeedbackLog:
@@ -270,9 +273,20 @@ class FeedbackLog:
             or self._held + len(predictions) > self._max_predictions
         ):
             _, oldest = self._entries.popitem(last=False)
-            self._held -= len(oldest.predictions)
+            self._held -= len(oldest.predictions) + len(oldest.shadow_predictions)
         self._entries[request_id] = Answer(series, predictions, label_range)
         self._held += len(predictions)
+
+    def shadowed(self, request_id: str, series: SeriesStats, predictions: Sequence[float]) -> None:
+        """Note a shadow's predictions for the kept answer of ``request_id`` (if it is still
+        kept and the shadow scored every instance), counted against the bound."""
+        answer = self._entries.get(request_id)
+        if answer is None or len(predictions) != len(answer.predictions):
+            return
+        if self._held + len(predictions) > self._max_predictions:
+            return  # full: the shadow simply misses these labels
+        self._held += len(predictions) - len(answer.shadow_predictions)
+        answer.shadow, answer.shadow_predictions = series, array("d", predictions)
 
     def get(self, request_id: str) -> Answer | None:
         """The answer of ``request_id``, kept."""
@@ -282,7 +296,7 @@ class FeedbackLog:
         """The answer of ``request_id``, forgotten once labelled."""
         found = self._entries.pop(request_id, None)
         if found is not None:
-            self._held -= len(found.predictions)
+            self._held -= len(found.predictions) + len(found.shadow_predictions)
         return found
 
     def __contains__(self, request_id: object) -> bool:

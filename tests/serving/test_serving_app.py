@@ -216,6 +216,26 @@ def test_shadow_mode_scores_the_canary_but_the_champion_answers(
     assert len(shadow) == 1 and shadow[0]["version"] == canary and shadow[0]["requests"] == 30
 
 
+def test_labels_score_the_shadow_too_so_its_online_metric_can_be_judged(
+    registry: Registry, register: Any, serve_manually: Serve, rows: Rows
+) -> None:
+    register(champion=True)
+    canary = register(seed=7, tag="shadow")
+    _set_canary(registry, canary, 100.0, shadow=True)
+    client = serve_manually().client
+    ids = [_post(client, {"instances": [r]}).json()["request_id"] for r in rows[0][:20]]
+    labels = {
+        "feedback": [{"request_id": i, "labels": [y]} for i, y in zip(ids, rows[1], strict=False)]
+    }
+    assert client.post(f"/v1/models/{MODEL}:feedback", json=labels).json()["accepted"] == 20
+    counted = MetricsSnapshot.from_server_stats(client.get(f"/v1/models/{MODEL}:stats").json())
+    champion, shadow = counted.get(1), counted.get(canary)
+    assert champion.feedback_count == shadow.feedback_count == 20
+    assert shadow.online_loss() != champion.online_loss()  # its own predictions, not a copy
+    again = client.post(f"/v1/models/{MODEL}:feedback", json=labels).json()
+    assert again["accepted"] == 0  # labelled once: nothing counts twice
+
+
 @pytest.mark.parametrize(
     ("fault", "failed"),
     [(FaultSpec(crash=True), 40), (FaultSpec(error_rate=0.05), 2)],
