@@ -20,6 +20,7 @@ from registry.database import create_catalog_engine, ensure_schema, jsonable
 from registry.errors import ConfigError, NotFoundError
 from registry.hashing import parse_digest
 from registry.inbox import InboxMixin
+from registry.leftovers import GC_LOCK_KEY, LeftoversMixin
 from registry.numbering import NewVersion, allocate_version
 from registry.records import (
     MODEL_STATUSES,
@@ -43,16 +44,13 @@ from registry.transactions import (
 
 __all__ = ["GC_LOCK_KEY", "Catalog"]
 
-# Blob-row inserts take this advisory lock shared, garbage collection takes it exclusive.
-GC_LOCK_KEY = 0x5265_7472_6169_6E02
-
 
 def _metrics(values: Mapping[str, float]) -> dict[str, float | None]:
     # JSON has no NaN or infinity; they are stored as null and read back as NaN.
     return {str(k): (float(v) if math.isfinite(float(v)) else None) for k, v in values.items()}
 
 
-class Catalog(AliasMixin, InboxMixin):
+class Catalog(AliasMixin, InboxMixin, LeftoversMixin):
     """The registry's SQL catalog on SQLite or PostgreSQL."""
 
     @classmethod

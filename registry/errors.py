@@ -19,6 +19,7 @@
     ├── TaskError                     a pipeline step refused its input
     │   ├── DataSourceError           a data source is missing, empty, unreadable or not a table
     │   ├── DataValidationError       a batch broke its contract; ``.result`` holds every check
+    │   ├── RunFailedError            a retrain stopped on its data or spec; ``.stage`` says where
     │   ├── DriftError                drift could not be measured (no shared columns, bad policy)
     │   ├── MetricsUnavailableError   canary metrics unreadable (model server or Prometheus down)
     │   └── TrackingError             strict tracking was asked for and MLflow is unreachable
@@ -56,6 +57,7 @@ __all__ = [
     "RegistryError",
     "ReleaseLockedError",
     "RetrainError",
+    "RunFailedError",
     "ServingError",
     "StackError",
     "StoreUnavailableError",
@@ -154,6 +156,18 @@ class DataValidationError(TaskError):
     def __init__(self, message: str, result: Any) -> None:
         super().__init__(message)
         self.result = result
+
+
+class RunFailedError(TaskError):
+    """A retrain stopped on its data or spec. The message is the one line recorded as the run's
+    ``run.failed`` event (the stage, the reason, what to do); ``stage`` names the step that
+    failed, ``event_id`` the event (None if it could not be recorded); the error that stopped
+    the step is its ``__cause__``."""
+
+    def __init__(self, message: str, *, stage: str = "", event_id: int | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.event_id = event_id
 
 
 class DriftError(TaskError):

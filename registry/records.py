@@ -163,6 +163,9 @@ class GcReport:
     collected: list[BlobInfo] = field(default_factory=list)
     kept_young: int = 0
     stale_temp_files: int = 0
+    # Of ``collected``: snapshots failed retrains stored that nothing else uses (catalogued
+    # blobs, whose dataset and blob rows go with them; see ``registry.leftovers``).
+    failed_run_snapshots: list[str] = field(default_factory=list)
 
     @property
     def bytes_collected(self) -> int:

@@ -2,6 +2,7 @@
 
 Write order is blob first, then row, so a row never points at a missing blob; a failure in
 between leaves an orphan blob that ``gc`` collects once it is older than the grace period.
+``gc`` also collects the snapshots a failed retrain stored that nothing else uses, rows and all.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ class Registry:
         )
 
     def gc(self, grace: timedelta = timedelta(hours=24), *, dry_run: bool = True) -> GcReport:
-        """Delete blobs no row references that are older than ``grace`` (a dry run by default)."""
+        """Delete blobs older than ``grace`` that no row references, and the snapshots failed
+        retrains left that nothing else uses (``registry.leftovers``); a dry run by default."""
         try:
             cutoff = utcnow() - grace
         except OverflowError as exc:
@@ -146,8 +148,13 @@ class Registry:
                 batch, None if dry_run else self.blobs.delete
             )
             collected.extend(by_digest[digest] for digest in orphans)
+        leftovers = self.catalog.collect_failed_run_snapshots(
+            by_digest.keys(), None if dry_run else self.blobs.delete
+        )
+        collected.extend(by_digest[digest] for digest in leftovers)
         stale = self.blobs.clean_temp(cutoff, dry_run=dry_run)
-        return GcReport(dry_run, len(listed), collected, len(listed) - len(old), stale)
+        young = len(listed) - len(old)
+        return GcReport(dry_run, len(listed), collected, young, stale, leftovers)
 
     def close(self) -> None:
         """Release database connections and the store's client."""

@@ -31,6 +31,7 @@ import httpx
 
 from flows.context import retrain_limit_name
 from registry.errors import ConfigError
+from retrain.work_pools import place_in_pool
 from tasks.data.drift_events import DRIFT_EVENT
 
 if TYPE_CHECKING:
@@ -44,9 +45,11 @@ __all__ = [
     "apply_deployments",
     "build_deployments",
     "create_retrain_limits",
+    "delete_deployments",
     "deployment_definitions",
     "deployment_names",
     "prefect_api_url",
+    "set_deployments_paused",
 ]
 
 
@@ -89,7 +92,8 @@ def create_retrain_limits(models: Sequence[str]) -> None:
             client.upsert_global_concurrency_limit_by_name(retrain_limit_name(model), 1)
 
 
-# Where each deployment's flow lives, relative to the project root (a worker loads it by path).
+# Where each deployment's flow lives, relative to the code folder (the one holding flows/) that
+# a work pool deployment's pull step enters (retrain.work_pools); a worker loads it by path.
 ENTRYPOINTS = {
     "retrain-model": "flows/retrain_model.py:retrain_model",
     "monitor-drift": "flows/monitor_drift.py:monitor_drift",
@@ -172,9 +176,18 @@ def _drift_trigger(spec: PipelineSpec) -> dict[str, Any]:
 
 
 def build_deployments(
-    spec: PipelineSpec, *, work_pool_name: str | None = None
+    spec: PipelineSpec,
+    *,
+    work_pool_name: str | None = None,
+    paused: bool = False,
+    code_dir: str | None = None,
+    image: str | None = None,
 ) -> list[RunnerDeployment]:
-    """The four deployments of ``spec`` (not yet sent anywhere), from their definitions."""
+    """The four deployments of ``spec`` (not yet sent anywhere), from their definitions;
+    ``paused``: created paused (a paused pipeline's, so applying them never resumes it).
+
+    In a work pool they carry the pull step into the code folder (``code_dir``, default the
+    worker's ``RETRAIN_CODE_DIR``) and ``image``, if any (``retrain.work_pools``)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
     from prefect.schedules import Cron
@@ -191,8 +204,6 @@ def build_deployments(
     built = []
     for d in deployment_definitions(spec):
         extra: dict[str, Any] = {}
-        if work_pool_name:
-            extra["work_pool_name"] = work_pool_name
         if "concurrency_limit" in d:
             extra["concurrency_limit"] = ConcurrencyLimitConfig.model_validate(
                 d["concurrency_limit"]
@@ -205,10 +216,16 @@ def build_deployments(
             parameters=d["parameters"],
             schedules=[Cron(s["cron"], timezone=s["timezone"]) for s in d.get("schedules", [])],
             triggers=[DeploymentEventTrigger.model_validate(x) for x in d.get("triggers", [])],
+            paused=paused,
             **extra,
         )
         # ``to_deployment`` is typed sync-or-async; called from sync code it is the deployment.
-        built.append(cast("RunnerDeployment", deployment))
+        runner = cast("RunnerDeployment", deployment)
+        if work_pool_name:
+            place_in_pool(
+                runner, d["entrypoint"], pool=work_pool_name, code_dir=code_dir, image=image
+            )
+        built.append(runner)
     return built
 
 
@@ -226,14 +243,69 @@ def prefect_api_url(*, timeout_s: float = 2.0) -> str | None:
     return url if response.status_code == 200 else None
 
 
-def apply_deployments(spec: PipelineSpec, *, work_pool_name: str | None = None) -> dict[str, str]:
-    """Create or update ``spec``'s deployments and its retrain limit; name -> deployment id."""
+def apply_deployments(
+    spec: PipelineSpec,
+    *,
+    work_pool_name: str | None = None,
+    paused: bool = False,
+    code_dir: str | None = None,
+    image: str | None = None,
+) -> dict[str, str]:
+    """Create or update ``spec``'s deployments and its retrain limit; name -> deployment id.
+    ``code_dir`` and ``image`` place them in ``work_pool_name`` (see ``build_deployments``)."""
     from prefect.exceptions import PrefectException
 
-    deployments = build_deployments(spec, work_pool_name=work_pool_name)
+    deployments = build_deployments(
+        spec, work_pool_name=work_pool_name, paused=paused, code_dir=code_dir, image=image
+    )
     try:
         create_retrain_limits([spec.name])
         return {d.name: str(d.apply()) for d in deployments}
     except (PrefectException, httpx.HTTPError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"could not create deployments for {spec.name!r}: {first}") from exc
+
+
+def _flow_of(name: str, model: str) -> str:
+    """The flow a deployment of ``model`` named ``name`` runs."""
+    names = deployment_names(model)
+    if name == names.monitor:
+        return "monitor-drift"
+    return "rollback-model" if name == names.rollback else "retrain-model"
+
+
+def set_deployments_paused(model: str, paused: bool) -> list[str]:
+    """Pause (or resume) every deployment of ``model`` on the configured Prefect API: paused,
+    their schedules create no runs and their triggers start none. The names it found."""
+    return _each_deployment(model, "pause" if paused else "resume")
+
+
+def delete_deployments(model: str) -> list[str]:
+    """Delete every deployment of ``model`` from the configured Prefect API (their past runs
+    stay in Prefect's history). The names it found."""
+    return _each_deployment(model, "delete")
+
+
+def _each_deployment(model: str, action: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectException
+
+    done = []
+    try:
+        with get_client(sync_client=True) as client:
+            for name in deployment_names(model).all:
+                try:
+                    found = client.read_deployment_by_name(f"{_flow_of(name, model)}/{name}")
+                except ObjectNotFound:
+                    continue
+                if action == "delete":
+                    client.delete_deployment(found.id)
+                elif action == "pause":
+                    client.pause_deployment(found.id)
+                else:
+                    client.resume_deployment(found.id)
+                done.append(name)
+    except (PrefectException, httpx.HTTPError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"could not {action} the deployments of {model!r}: {first}") from exc
+    return done

@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from registry.release import repair_releases
+from tasks.pipeline.retries import TRANSIENT_RETRIES
 from tasks.release.rollback import RollbackResult, rollback
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["repair_model_releases", "roll_back_model"]
 
 
-# Registries are live clients: inputs are not hashed for caching.
+# Registries are live clients: inputs are not hashed for caching. A rollback is not retried
+# (a second try after a lost answer would move the champion back twice); the repair is, as
+# it changes nothing once done.
 @task(name="roll-back-model", cache_policy=NO_CACHE)
 def roll_back_model(
     registry: Registry, model: str, reason: str, to_version: int | None = None, actor: str = "flow"
@@ -32,7 +35,7 @@ def roll_back_model(
     return result
 
 
-@task(name="repair-model-releases", cache_policy=NO_CACHE)
+@task(name="repair-model-releases", cache_policy=NO_CACHE, **TRANSIENT_RETRIES)
 def repair_model_releases(registry: Registry, models: list[str] | None = None) -> list[str]:
     """Clear canaries left behind by releases that died; returns the repaired models."""
     repaired = repair_releases(registry.catalog, models)

@@ -283,6 +283,8 @@ class AlertDispatcher:
             return self._mark(alert.id, "ignored", None, defer, alert.status)
         if alert.action == "rollback":
             return self._roll_back(alert, defer)
+        if summary.paused:  # `retrain pipelines pause`: no retrain starts until it is resumed
+            return self._mark(alert.id, "ignored", None, defer, "paused")
         if not summary.drift_trigger:
             return self._mark(alert.id, "ignored", None, defer, "triggers off")
         model, now = alert.model, self._clock()

@@ -44,7 +44,11 @@ def _load(source: str) -> pd.DataFrame:
 @app.command("validate")
 def validate(
     contract: Annotated[
-        str, typer.Argument(help="Contract name (expectations/NAME.json) or path.")
+        str,
+        typer.Argument(
+            help="A suite file (.json) or a suite name, looked up as NAME.json in "
+            "expectations_path, then among the shipped suites."
+        ),
     ],
     data: Annotated[str, typer.Argument(help=_SOURCE_HELP)],
     show_all: Annotated[bool, typer.Option("--all", help="List passing checks too.")] = False,
@@ -53,11 +57,12 @@ def validate(
     ] = None,
 ) -> None:
     """Check DATA against CONTRACT's expectations; exit 1 if any fails."""
-    from tasks.data.validation import record_validation, validate_frame
+    from tasks.data.validation import load_suite, record_validation, validate_frame
 
+    suite = load_suite(contract, folders=settings().suite_folders)
     frame = _load(data)
     with console.status(Text(f"validating {len(frame)} rows against {contract} ...")):
-        result = validate_frame(frame, contract, raise_on_failure=False)
+        result = validate_frame(frame, suite, raise_on_failure=False)
     rows = result.table_rows() if show_all else [r for r in result.table_rows() if not r["ok"]]
     if rows:
         console.print(render_table(f"contract {result.contract}", rows))
@@ -144,7 +149,7 @@ def _spec_policy(
     spec = None
     if pipeline is not None:
         with open_registry() as registry:
-            spec = spec_from_file_or_registry(registry, pipeline)
+            spec = spec_from_file_or_registry(registry, pipeline, folders=settings().suite_folders)
     elif explicit is None:
         with open_registry() as registry:
             fits = [

@@ -15,7 +15,7 @@ from rich.text import Text
 from registry.errors import ConfigError
 from retrain.cli.app import pipelines_app
 from retrain.cli.common import no_prefect_api, open_registry, settings, stack_prefect
-from retrain.terminal import console, render_table
+from retrain.terminal import console, err_console, render_table
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -32,23 +32,69 @@ def register(
     deploy: bool = typer.Option(
         True, "--deploy/--no-deploy", help="Create or update its Prefect deployments."
     ),
+    code_dir: str | None = typer.Option(
+        None,
+        "--code-dir",
+        help="With --work-pool: the folder holding flows/ on every worker (default: each "
+        "worker's RETRAIN_CODE_DIR, else the folder the platform is installed from there).",
+    ),
+    image: str | None = typer.Option(
+        None, "--image", help="With --work-pool: the container image its runs use (Kubernetes)."
+    ),
+    check: bool = typer.Option(
+        True,
+        "--check/--no-check",
+        help="Read a sample of the source and check the target, features and contract against "
+        "it (--no-check: the source is only reachable from workers).",
+    ),
 ) -> None:
-    """Validate a spec, store it content-hashed, and create or update its deployments."""
+    """Validate a spec, check it against a sample of its data, store it content-hashed with its
+    contract's suite, and create or update its deployments. Nothing is stored if a check fails."""
+    from retrain.config.spec_checks import check_spec
     from retrain.config.spec_store import register_spec
     from retrain.config.specs import load_spec
     from retrain.deployments import apply_deployments, deployment_names, prefect_api_url
     from retrain.local.stack_state import read_live_state
 
-    loaded = load_spec(spec)
+    cfg = settings()
+    loaded = load_spec(spec, folders=cfg.suite_folders)
+    what = "checking the spec against a sample of its source" if check else "checking the spec"
+    with console.status(what):
+        report = check_spec(loaded, data=check, s3=cfg.s3_options)
+    for line in report.warnings:
+        warning = Text.assemble(("warning:", "yellow"), f" spec {spec.name}: {line}")
+        err_console.print(warning, soft_wrap=True, highlight=False)
+    if not report.ok:  # one line per problem, and nothing stored
+        for line in report.problems:
+            error = Text.assemble(("error:", "bold red"), f" spec {spec.name}: {line}")
+            err_console.print(error, soft_wrap=True, highlight=False)
+        raise typer.Exit(2)
     registry = open_registry()
     try:
-        summary = register_spec(registry, loaded)
+        summary = register_spec(registry, loaded, folders=cfg.suite_folders)
     finally:
         registry.close()
     verb = "registered" if summary.created else "unchanged"
+    state = " (paused)" if summary.paused else ""
     console.print(
-        Text.assemble((verb, "green"), " pipeline ", (loaded.name, "bold"), f" {summary.digest}")
+        Text.assemble(
+            (verb, "green"), " pipeline ", (loaded.name, "bold"), f" {summary.digest}{state}"
+        )
     )
+    if loaded.dataset.contract_digest is not None:
+        console.print(
+            f"contract {loaded.dataset.contract} stored as {loaded.dataset.contract_digest}",
+            markup=False,
+            highlight=False,
+        )
+    elif loaded.dataset.contract is None:
+        console.print("no contract: batches are not validated", markup=False)
+    if report.sample_rows is not None:
+        console.print(
+            f"checked against {report.sample_rows} rows of {loaded.dataset.source}",
+            markup=False,
+            highlight=False,
+        )
     if not deploy:
         return
     all_names = deployment_names(loaded.name).all
@@ -58,10 +104,22 @@ def register(
             console.print(no_prefect_api(configured), markup=False)
             console.print(f"`retrain up` will serve {', '.join(all_names)}.", markup=False)
             return
-        ids = apply_deployments(loaded, work_pool_name=work_pool)
+        ids = apply_deployments(
+            loaded,
+            work_pool_name=work_pool,
+            code_dir=code_dir,
+            image=image,
+            paused=summary.paused,
+        )
     rows = [{"deployment": name, "id": ids.get(name)} for name in all_names]
     console.print(render_table(f"Deployments on {api}", rows))
     if work_pool is not None:
+        where = code_dir or "its RETRAIN_CODE_DIR, else where the platform is installed"
+        console.print(
+            f"Any worker of {work_pool} runs them, from {where}: "
+            f"`prefect worker start --pool {work_pool}`.",
+            markup=False,
+        )
         return
     stack = read_live_state(settings().home.resolve())
     if stack is not None and stack.prefect_api_url.rstrip("/") == api.rstrip("/"):

@@ -36,10 +36,10 @@ app.add_typer(alerts_app, name="alerts")
 
 @pipelines_app.command()
 def validate(spec: Path = typer.Argument(..., help="Pipeline spec (YAML).")) -> None:
-    """Check a spec without registering it."""
+    """Check a spec (and read its contract's suite) without registering it."""
     from retrain.config.specs import load_spec
 
-    loaded = load_spec(spec)
+    loaded = load_spec(spec, folders=settings().suite_folders)
     what = f"{loaded.name} ({loaded.task} on {loaded.target}) {loaded.digest}"
     console.print(Text.assemble(("ok", "green"), " ", what))
 
@@ -50,13 +50,31 @@ def export(
     check: bool = typer.Option(
         False, "--check", help="Exit 1 if the file differs from what would be written."
     ),
+    pool: str = typer.Option(
+        "retrain-local", "--pool", help="Work pool of every deployment (e.g. retrain-k8s)."
+    ),
+    image: str | None = typer.Option(
+        None, "--image", help="Container image of every deployment (a Kubernetes pool)."
+    ),
+    code_dir: str | None = typer.Option(
+        None,
+        "--code-dir",
+        help="Folder holding flows/ on every worker (default: each worker's RETRAIN_CODE_DIR, "
+        "else the folder the platform is installed from there).",
+    ),
 ) -> None:
-    """Write prefect.yaml for the shipped specs, from the definitions `retrain up` serves."""
+    """Write prefect.yaml for the shipped specs, from the definitions `retrain up` serves.
+
+    `--pool retrain-k8s --image IMAGE -o prefect-k8s.yaml`, then `prefect deploy --all
+    --prefect-file prefect-k8s.yaml`, puts every deployment in the Kubernetes pool."""
     from retrain.config.specs import default_spec_paths, load_spec
     from retrain.prefect_yaml import render_prefect_yaml
 
+    for option, value in (("--pool", pool), ("--image", image), ("--code-dir", code_dir)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{option} must not be empty")
     specs = [load_spec(p) for p in default_spec_paths()]
-    text = render_prefect_yaml(specs)
+    text = render_prefect_yaml(specs, pool=pool, image=image, code_dir=code_dir)
     try:
         current = output.read_text(encoding="utf-8") if output.is_file() else None
         if check:
@@ -72,14 +90,17 @@ def export(
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError(f"-o {output}: cannot be written ({reason})") from None
+    where = f"pool {pool}" + (f", image {image}" if image else "")
     console.print(
-        f"wrote {output}: {len(specs) * 4} deployments of {len(specs)} pipelines", markup=False
+        f"wrote {output}: {len(specs) * 4} deployments of {len(specs)} pipelines ({where})",
+        markup=False,
     )
 
 
 @pipelines_app.command("ls")
 def ls() -> None:
-    """List registered pipelines (their current spec)."""
+    """List registered pipelines (their current spec) and their state: active or paused
+    (`retrain pipelines pause`); removed ones are not listed."""
     from retrain.config.spec_store import list_registered_pipelines
 
     registry = open_registry()
@@ -93,6 +114,7 @@ def ls() -> None:
     rows = [
         {
             "name": p.name,
+            "state": p.state,
             "task": p.task,
             "target": p.target,
             "retrain cron": p.retrain_cron,

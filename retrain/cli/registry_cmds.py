@@ -26,7 +26,7 @@ from retrain.cli.app import models_app, registry_app
 from retrain.cli.common import open_registry
 from retrain.terminal import console, err_console, render_table
 
-__all__ = ["parse_duration"]
+__all__ = ["human_size", "parse_duration"]
 
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -46,7 +46,8 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """A byte count as people read it: ``512 B``, ``3.2 KiB``, ``1.5 GiB``."""
     value = float(n)
     for unit in ("B", "KiB", "MiB"):
         if value < 1024:
@@ -120,26 +121,9 @@ def get(
     except KeyboardInterrupt:
         err_console.print(f"interrupted: nothing was written to {output}", highlight=False)
         raise
-    console.print(f"wrote {output} ({_size(output.stat().st_size)}, verified)", highlight=False)
-
-
-@registry_app.command("ls")
-def ls() -> None:
-    """List the catalogued blobs."""
-    with open_registry() as reg:
-        rows = [
-            {
-                "digest": b.digest,
-                "size": _size(b.size),
-                "media type": b.media_type,
-                "stored": b.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            }
-            for b in reg.catalog.list_blobs()
-        ]
-    table = render_table(f"blobs ({len(rows)})", rows, ["digest", "size", "media type", "stored"])
-    table.columns[0].no_wrap = True  # a digest is copied whole, never folded or cut
-    table.columns[0].min_width = 71
-    console.print(table)
+    console.print(
+        f"wrote {output} ({human_size(output.stat().st_size)}, verified)", highlight=False
+    )
 
 
 @registry_app.command("verify")
@@ -165,7 +149,7 @@ def verify(
 
             report = reg.verify(progress=advance, quarantine=quarantine)
     console.print(
-        f"checked {report.checked} blobs ({_size(report.bytes_checked)}); "
+        f"checked {report.checked} blobs ({human_size(report.bytes_checked)}); "
         f"{len(report.problems)} problem(s), {len(report.orphans)} orphan(s) awaiting gc",
         highlight=False,
     )
@@ -211,19 +195,26 @@ def gc(
         False
     ),
 ) -> None:
-    """Collect blobs no catalog row references, older than the grace period."""
+    """Collect blobs older than the grace period that no catalog row references, and the
+    snapshots failed retrains stored that nothing else uses (listed in their run.failed)."""
     period = parse_duration(grace)
     with open_registry() as reg, console.status("scanning the blob store ..."):
         report = reg.gc(period, dry_run=not delete)
     verb = "deleted" if delete else "would delete"
+    leftovers = set(report.failed_run_snapshots)
     rows = [
-        {"digest": b.digest, "size": _size(b.size), "modified": f"{b.modified:%Y-%m-%d %H:%M}"}
+        {
+            "digest": b.digest,
+            "what": "snapshot of a failed run" if b.digest in leftovers else "unreferenced",
+            "size": human_size(b.size),
+            "modified": f"{b.modified:%Y-%m-%d %H:%M}",
+        }
         for b in report.collected
     ]
     if rows:
-        console.print(render_table(f"unreferenced blobs older than {grace}", rows))
+        console.print(render_table(f"collectable blobs older than {grace}", rows))
     console.print(
-        f"{verb} {len(report.collected)} blob(s), {_size(report.bytes_collected)}; "
+        f"{verb} {len(report.collected)} blob(s), {human_size(report.bytes_collected)}; "
         f"{report.kept_young} younger than {grace} kept; {report.stale_temp_files} stale temp "
         f"file(s) {'removed' if delete else 'found'}"
         + ("" if delete else " (dry run: add --delete to remove them)"),
@@ -254,39 +245,6 @@ def models_ls() -> None:
         console.print("no models registered yet")
         return
     console.print(render_table("models", rows))
-
-
-@models_app.command("history")
-def models_history(
-    name: Annotated[str, typer.Argument(help="Model name.")],
-    limit: Annotated[int, typer.Option(help="Show the latest N events.")] = 50,
-) -> None:
-    """The model's event log (registrations, gate decisions, releases, rollbacks), then how
-    each recent version ended: promoted (and how), aborted, not released, rejected at the gate."""
-    from tasks.pipeline.release_step import final_outcomes
-
-    with open_registry() as reg:
-        events = reg.catalog.events(name, limit=limit)
-        if not events and name not in reg.catalog.list_models():
-            raise ConfigError(f"no model named {name!r}: see `retrain models ls`")
-        outcomes = final_outcomes(reg.catalog, name)
-    rows = [
-        {
-            "id": e.id,
-            "when (UTC)": f"{e.created_at:%Y-%m-%d %H:%M:%S}",
-            "event": e.kind,
-            "versions": ", ".join(str(v) for v in e.versions),
-            "why": e.reason,
-            "by": e.actor,
-            "details": ", ".join(f"{k}={v}" for k, v in e.payload.items()),
-        }
-        for e in events
-    ]
-    console.print(render_table(f"history of {name}", rows))
-    if outcomes:
-        console.print(f"how the latest versions of {name} ended:", markup=False, highlight=False)
-        for line in outcomes:
-            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @models_app.command("aliases")

@@ -54,7 +54,8 @@ def train(
         plan = loaded.plan.with_epochs(epochs)
         frame = load_frame(data or loaded.dataset.source, **cfg.s3_options)
         prepared = prepare_data(registry, plan, frame)
-        check_contract(registry, plan, frame, prepared)
+        if check_contract(registry, plan, frame, prepared) is None:
+            console.print("the spec names no data contract: the batch is not validated")
         earlier = trained_before(registry, plan, prepared)
         if earlier is not None:
             title, rows = "reused", _version_rows(earlier, prepared)
@@ -170,7 +171,7 @@ def _load_spec(registry: Registry, given: str) -> PipelineSpec:
     """The spec in file ``given``, else the registered pipeline named ``given``."""
     from retrain.config.spec_store import spec_from_file_or_registry
 
-    return spec_from_file_or_registry(registry, given)
+    return spec_from_file_or_registry(registry, given, folders=settings().suite_folders)
 
 
 def _gate_rules(

@@ -6,11 +6,14 @@ connects to anything.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -99,6 +102,29 @@ class Settings(BaseSettings):
         description="Base URL serving registry blobs over HTTP (Prefect artifacts link there; "
         "`retrain up` sets it for its children; default: file:// links to the store).",
     )
+
+    expectations_path: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders where a spec's contract name is looked up as <name>.json, in "
+        "order, before the shipped suites (RETRAIN_EXPECTATIONS_PATH: os.pathsep-separated).",
+    )
+    expectations_dir: Path | None = Field(
+        default=None, description="One more folder of suites, searched before expectations_path."
+    )
+
+    @field_validator("expectations_path", mode="before")
+    @classmethod
+    def _split_path(cls, value: Any) -> Any:
+        # The environment gives one string, as PATH does; retrain.toml may give a list.
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @property
+    def suite_folders(self) -> list[Path]:
+        """Where contract names are looked up, in order (the shipped suites come after)."""
+        first = [self.expectations_dir] if self.expectations_dir is not None else []
+        return [*first, *self.expectations_path]
 
     @classmethod
     def settings_customise_sources(

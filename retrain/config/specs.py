@@ -1,6 +1,7 @@
 """Pipeline specs: one YAML file per model says what to train, on which data, and when.
 
-A spec names the dataset and its contract, the target and features, the model and its
+A spec names the dataset and its contract (a GX suite file beside the spec, or a suite name on
+the search path; see ``tasks.data.contracts``), the target and features, the model and its
 training settings, the gate rules, the drift policy, the canary policy, the release mode
 (``release: canary | shadow | gate``), the schedules and the trigger policy. It is validated
 by pydantic (unknown fields are refused) and identified by the sha256 of its canonical JSON,
@@ -15,22 +16,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from models.config import ModelConfig, TrainingConfig
 from registry.errors import ConfigError
 from registry.hashing import digest_bytes
+from retrain.config.spec_parts import DatasetSpec, FeatureSpec, ScheduleSpec, Strict, TriggerSpec
 from retrain.config.spec_yaml import MODEL_NAME_PATTERN, UniqueKeyLoader, describe_first_error
 from tasks.data.drift import DriftPolicy
 from tasks.gate.evaluate import GateRules
 from tasks.pipeline.plan import PipelinePlan
 from tasks.release.policy import CanaryPolicy, ReleasePolicy
 from tasks.training.plan import TrainingPlan
+
+if TYPE_CHECKING:
+    from tasks.data.contracts import SuiteFile
 
 __all__ = [
     "DEFAULT_SPECS_DIR",
@@ -43,6 +48,7 @@ __all__ = [
     "default_spec_paths",
     "load_spec",
     "parse_spec",
+    "read_contract",
     "spec_digest",
 ]
 
@@ -50,92 +56,7 @@ DEFAULT_SPECS_DIR = Path(__file__).resolve().parents[1] / "pipelines"
 _UNIT_METRICS = frozenset({"roc_auc", "accuracy", "f1"})
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatasetSpec(_Strict):
-    """Where training data comes from and which data contract it must satisfy."""
-
-    source: str = Field(
-        min_length=1,
-        description="A file or folder (Parquet/CSV), s3://bucket/prefix, or simulator://loans?...",
-    )
-    contract: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
-    recent: str | None = Field(
-        default=None,
-        description="Recent production data the drift monitor compares with the champion's "
-        "training data (default: source).",
-    )
-
-
-class FeatureSpec(_Strict):
-    """The model's inputs, by kind."""
-
-    numeric: list[str] = Field(default_factory=list)
-    categorical: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _distinct(self) -> FeatureSpec:
-        if not self.numeric and not self.categorical:
-            raise ValueError("features: name at least one numeric or categorical feature")
-        seen: set[str] = set()
-        for kind, names in (("numeric", self.numeric), ("categorical", self.categorical)):
-            for name in names:
-                if name in seen:
-                    raise ValueError(f"features.{kind}: {name!r} is listed twice")
-                seen.add(name)
-        return self
-
-    @property
-    def all(self) -> list[str]:
-        """Every feature, numeric first."""
-        return [*self.numeric, *self.categorical]
-
-
-class ScheduleSpec(_Strict):
-    """When the retrain and the drift monitor run on their own (``null`` turns one off)."""
-
-    retrain_cron: str | None = "0 3 * * 1"
-    monitor_cron: str | None = "0 * * * *"
-    timezone: str = "UTC"
-
-    @field_validator("retrain_cron", "monitor_cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        # Prefect's own schedule model decides what its scheduler accepts; imported only here.
-        from prefect.client.schemas.schedules import CronSchedule
-
-        bad = ValueError(f"not a 5-field cron expression: {value!r} (e.g. '0 3 * * 1')")
-        if len(value.split()) != 5:
-            raise bad
-        try:
-            CronSchedule(cron=value, timezone="UTC")
-        except ValidationError:
-            raise bad from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA timezone {value!r} (e.g. UTC, Europe/Paris)") from None
-        return value
-
-
-class TriggerSpec(_Strict):
-    """What may start a retrain besides the schedule, and how often."""
-
-    drift: bool = Field(default=True, description="Retrain when drift is detected or alerted.")
-    cooldown_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
-
-
-class PipelineSpec(_Strict):
+class PipelineSpec(Strict):
     """Everything needed to keep one model fresh; ``name`` is also the model's name."""
 
     name: str
@@ -211,6 +132,14 @@ class PipelineSpec(_Strict):
         return spec_digest(self)
 
     @property
+    def contract_suite(self) -> SuiteFile | None:
+        """The contract's suite as read from a file when the spec was loaded (in this process),
+        found by ``dataset.contract_digest``; None for a spec read from the registry elsewhere."""
+        from tasks.data.contracts import remembered_suite
+
+        return remembered_suite(self.dataset.contract_digest)
+
+    @property
     def plan(self) -> PipelinePlan:
         """The typed plan every step of a retrain takes (see ``tasks.pipeline.plan``)."""
         training = TrainingPlan(
@@ -222,10 +151,13 @@ class PipelineSpec(_Strict):
             architecture=self.model,
             fitting=self.training,
         )
+        suite = self.contract_suite
         return PipelinePlan(
             training,
             holdout_fraction=self.dataset.holdout_fraction,
             contract=self.dataset.contract,
+            contract_digest=self.dataset.contract_digest,
+            contract_suite=None if suite is None else dict(suite.suite),
             gate=self.gate,
             drift=self.drift,
             canary=self.canary,
@@ -250,8 +182,10 @@ def default_spec_paths() -> list[Path]:
     return sorted(DEFAULT_SPECS_DIR.glob("*.yaml"))
 
 
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Read and validate the spec at ``path``; any mistake is one ``ConfigError`` line."""
+def load_spec(path: str | Path, *, folders: Sequence[Path] = ()) -> PipelineSpec:
+    """Read and validate the spec at ``path``, with its contract's suite read and its digest
+    recorded (a relative suite path is read from the spec's folder, a suite name from
+    ``folders`` then the shipped suites); any mistake is one ``ConfigError`` line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -263,11 +197,18 @@ def load_spec(path: str | Path) -> PipelineSpec:
         raise ConfigError(f"spec {path.name}: not UTF-8 text ({exc.reason})") from exc
     except OSError as exc:
         raise ConfigError(f"spec {path}: cannot be read ({exc.strerror})") from exc
-    return parse_spec(text, source=path.name)
+    return parse_spec(text, source=path.name, base_dir=path.resolve().parent, folders=folders)
 
 
-def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
-    """Validate spec ``text`` (YAML or JSON); ``source`` names it in error messages."""
+def parse_spec(
+    text: str,
+    *,
+    source: str = "<spec>",
+    base_dir: Path | None = None,
+    folders: Sequence[Path] = (),
+) -> PipelineSpec:
+    """Validate spec ``text`` (YAML or JSON) and read its contract's suite (see ``load_spec``;
+    ``base_dir`` defaults to the working folder); ``source`` names it in error messages."""
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
     except yaml.MarkedYAMLError as exc:
@@ -283,6 +224,35 @@ def parse_spec(text: str, *, source: str = "<spec>") -> PipelineSpec:
         kind = type(data).__name__
         raise ConfigError(f"spec {source}: expected a mapping of fields at the top, got a {kind}")
     try:
-        return PipelineSpec.model_validate(data)
+        spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"spec {source}: {describe_first_error(exc, PipelineSpec)}") from exc
+    try:
+        return read_contract(spec, base_dir=base_dir, folders=folders)
+    except ConfigError as exc:
+        raise ConfigError(f"spec {source}: {exc}") from exc
+
+
+def read_contract(
+    spec: PipelineSpec, *, base_dir: Path | None = None, folders: Sequence[Path] = ()
+) -> PipelineSpec:
+    """``spec`` with its contract's suite read from disk and its digest recorded; a spec
+    without a contract is returned as it is. A digest already in the spec must match."""
+    from tasks.data.contracts import find_suite_file, read_suite_file
+
+    contract = spec.dataset.contract
+    if contract is None:
+        return spec
+    try:
+        found = find_suite_file(contract, base_dir=base_dir, folders=folders)
+    except ConfigError as exc:
+        raise ConfigError(f"dataset.contract: {exc}") from None
+    suite = read_suite_file(found)
+    written = spec.dataset.contract_digest
+    if written is not None and written != suite.digest:
+        raise ConfigError(
+            f"dataset.contract_digest: {written} is not the digest of {suite.origin} "
+            f"({suite.digest}); remove the line, loading the spec fills it in"
+        )
+    dataset = spec.dataset.model_copy(update={"contract_digest": suite.digest})
+    return spec.model_copy(update={"dataset": dataset})

@@ -36,14 +36,19 @@ def build_registry(settings: Settings) -> Registry:
 
 
 def build_tracker(settings: Settings, *, experiment: str = "retrain") -> MlflowTracker:
-    """The MLflow tracker the settings name (SQLite under home by default); connects lazily."""
+    """The MLflow tracker the settings name (SQLite under home by default); connects lazily.
+
+    An MLflow server keeps artifacts where it is told (``--artifacts-destination``, e.g. S3):
+    an experiment it creates gets its artifact root. Only embedded tracking (a database URI)
+    gets a folder under home."""
     from tasks.training.tracking import MlflowTracker
 
     settings.home.mkdir(parents=True, exist_ok=True)
+    served = settings.tracking_uri.startswith(("http://", "https://"))
     return MlflowTracker(
         settings.tracking_uri,
         experiment=experiment,
-        artifact_location=(settings.home / "mlartifacts").resolve().as_uri(),
+        artifact_location=None if served else (settings.home / "mlartifacts").resolve().as_uri(),
         strict=settings.mlflow_strict,
     )
 

@@ -1,9 +1,12 @@
 """The served-deployments process (``retrain pipelines serve``, a child of ``retrain up``): a
 Prefect Runner that keeps up with the spec store and outlives Prefect outages.
 
-- Every ``watch_s`` seconds it compares the registered specs (name and digest) with what it
-  serves. A pipeline registered, or registered again with a changed spec, while it runs gets
-  its four deployments added to the running Runner: its runs start without a restart.
+- Every ``watch_s`` seconds it compares the registered specs (name, digest and whether the
+  pipeline is paused) with what it serves. A pipeline registered, or registered again with a
+  changed spec, while it runs gets its four deployments added to the running Runner: its runs
+  start without a restart. A paused pipeline's deployments are applied paused (so serving
+  them never resumes it). A pipeline removed (``retrain pipelines rm``) has its deployments
+  deleted and is served no more: a Runner cannot drop a deployment, so a new one takes over.
 - On the same tick it asks the API's ``/health``. The first failure prints one line, the
   recovery another (one pair per outage). Prefect's Runner gives up after a few failed polls;
   once the API answers again a new Runner serves every deployment again, checking 1 s, 2 s,
@@ -32,14 +35,21 @@ if TYPE_CHECKING:
     from registry.store import Registry
     from retrain.config.specs import PipelineSpec
 
-__all__ = ["LiveServer", "RegistrySpecs", "SpecSource", "serve_live"]
+__all__ = ["PAUSED_MARK", "LiveServer", "RegistrySpecs", "SpecSource", "serve_live"]
+
+PAUSED_MARK = " paused"
+"""Appended to a paused pipeline's digest in ``SpecSource.digests``."""
+
+
+class _Restart(Exception):
+    """A pipeline is no longer served: start a new Runner without it."""
 
 
 class SpecSource(Protocol):
     """Where the pipelines to serve come from."""
 
     def digests(self) -> dict[str, str]:
-        """Name -> digest of every pipeline to serve now."""
+        """Name -> digest of every pipeline to serve now (``PAUSED_MARK`` after it if paused)."""
         ...
 
     def spec(self, name: str) -> PipelineSpec:
@@ -57,8 +67,12 @@ class RegistrySpecs:
     def digests(self) -> dict[str, str]:
         from retrain.config.spec_store import list_registered_pipelines
 
-        pipelines = list_registered_pipelines(self.registry)
-        return {p.name: p.digest for p in pipelines if self.names is None or p.name in self.names}
+        pipelines = list_registered_pipelines(self.registry)  # removed ones are not listed
+        return {
+            p.name: p.digest + (PAUSED_MARK if p.paused else "")
+            for p in pipelines
+            if self.names is None or p.name in self.names
+        }
 
     def spec(self, name: str) -> PipelineSpec:
         from retrain.config.spec_store import get_registered_spec
@@ -91,6 +105,8 @@ class LiveServer:
             try:
                 await self._serve_once()
                 return  # the Runner returned: it was told to stop
+            except _Restart:
+                continue
             except Exception as exc:  # the Runner gave up (API gone) or failed to start
                 if await self._healthy():  # not an outage: do not spin
                     self.say(
@@ -149,12 +165,16 @@ class LiveServer:
             self._store_down = True
             return
         self._store_down = False
+        gone = sorted(set(self.served) - set(current))
+        if gone:
+            await self._drop(gone)
         for name, digest in sorted(current.items()):
             if self.served.get(name) == digest:
                 continue
             try:
                 spec = await asyncio.to_thread(self.source.spec, name)
-                deployments = await asyncio.to_thread(build_deployments, spec)
+                paused = digest.endswith(PAUSED_MARK)
+                deployments = await asyncio.to_thread(build_deployments, spec, paused=paused)
                 await asyncio.to_thread(create_retrain_limits, [name])
                 for deployment in deployments:
                     await runner.aadd_deployment(deployment)
@@ -165,8 +185,23 @@ class LiveServer:
             else:
                 if announce:
                     verb = "updated" if name in self.served else "now serving"
-                    self.say(f"{verb} pipeline {name} ({digest[7:19]})")
+                    state = " (paused)" if digest.endswith(PAUSED_MARK) else ""
+                    self.say(f"{verb} pipeline {name} ({digest[7:19]}){state}")
             self.served[name] = digest
+
+    async def _drop(self, names: list[str]) -> None:
+        """Delete the deployments of pipelines removed from the store, then start a new Runner
+        (raises ``_Restart``): one cannot take deployments back."""
+        from retrain.deployments import delete_deployments
+
+        for name in names:
+            try:
+                await asyncio.to_thread(delete_deployments, name)
+            except Exception as exc:  # the deployments may be gone already; stop serving anyway
+                self.say(f"cannot delete the deployments of {name}: {_first_line(exc)}")
+            self.say(f"no longer serving pipeline {name} (removed)")
+            del self.served[name]
+        raise _Restart
 
     async def _wait_for_api(self) -> None:
         """Return once the API answers; while it does not, check 1 s, 2 s, 4 s ... apart."""

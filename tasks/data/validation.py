@@ -1,6 +1,7 @@
 """Data contracts: run a Great Expectations suite over a frame and keep the verdict.
 
-A contract is a GX 1.x suite stored as JSON in ``expectations/<contract>.json``. It runs in an
+A contract is a GX 1.x suite stored as JSON (see ``tasks.data.contracts`` for where one is found:
+a file the spec names, a folder on the suite search path, or the registry by digest). It runs in an
 ephemeral GX context (nothing written to disk, analytics and progress bars off) over the whole
 frame; there is no sampling, so every count in the result is exact. On 1M rows x 20 columns GX
 itself takes well under the 2 s budget (see ``bench/data.py``); the result format is ``BASIC``
@@ -22,14 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 
-from expectations import suite_path
 from registry.errors import ConfigError, DataValidationError
+from tasks.data.contracts import find_suite_file, read_suite_file
 from tasks.data.validation_result import ValidationResult, check_from_gx
 from tasks.reporting.artifacts import artifact_key, publish_table
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from registry.store import Registry
 
 __all__ = [
+    "check_suite",
     "dtype_family",
     "load_suite",
     "record_validation",
@@ -70,21 +72,19 @@ def dtype_family(dtype: Any) -> str:
     return str(dtype)
 
 
-def load_suite(contract: str | Path) -> dict[str, Any]:
-    """The suite for ``contract``: a name under ``expectations/`` or a path to a JSON file."""
+def load_suite(contract: str | Path, *, folders: Sequence[Path] = ()) -> dict[str, Any]:
+    """The suite for ``contract``: a path to a JSON file, or a name looked up in ``folders``
+    and then among the shipped suites (``tasks.data.contracts.find_suite_file``)."""
     path = Path(contract)
-    if path.suffix != ".json" and not path.is_file():
-        path = suite_path(str(contract))
     if not path.is_file():
-        raise ConfigError(f"no expectation suite for contract {contract!s}: {path} does not exist")
-    try:
-        suite = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"expectation suite {path} is not valid JSON: {exc}") from exc
-    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
-        raise ConfigError(f"expectation suite {path} needs an 'expectations' list")
-    suite.setdefault("name", path.stem)
-    return suite
+        path = find_suite_file(str(contract), folders=folders)
+    return dict(read_suite_file(path).suite)
+
+
+def check_suite(suite: Mapping[str, Any]) -> int:
+    """Build ``suite`` with GX as a run would; its number of expectations, or ``ConfigError``
+    naming the first entry GX cannot build (an unknown type, bad arguments)."""
+    return len(_build_suite(suite).expectations)
 
 
 def validate_frame(
@@ -115,12 +115,18 @@ def validate_frame(
 
 
 def record_validation(
-    registry: Registry, result: ValidationResult, *, name: str, dataset_digest: str | None = None
+    registry: Registry,
+    result: ValidationResult,
+    *,
+    name: str,
+    dataset_digest: str | None = None,
+    contract_digest: str | None = None,
 ) -> ArtifactRecord:
     """Store ``result`` as a ``validation`` artifact and show it as a Prefect table."""
     digest = registry.put_bytes(result.to_json(), media_type="application/json")
     meta = {
         "contract": result.contract,
+        "contract_digest": contract_digest,
         "success": result.success,
         "rows": result.rows,
         "failed": len(result.failures),
@@ -139,14 +145,21 @@ def record_validation(
 def validate_and_record(
     registry: Registry,
     frame: pd.DataFrame,
-    contract: str | Path,
+    contract: str | Path | Mapping[str, Any],
     *,
     name: str,
     dataset_digest: str | None = None,
+    contract_digest: str | None = None,
 ) -> ValidationResult:
     """Validate, store the full result in the registry (pass or fail), then raise on failure."""
     result = validate_frame(frame, contract, raise_on_failure=False)
-    record_validation(registry, result, name=name, dataset_digest=dataset_digest)
+    record_validation(
+        registry,
+        result,
+        name=name,
+        dataset_digest=dataset_digest,
+        contract_digest=contract_digest,
+    )
     if not result.success:
         raise DataValidationError(result.summary(), result)
     return result

@@ -191,7 +191,8 @@ def _champion_version(registry: Registry, model: str, against: str | int | None)
 
 def _record(registry: Registry, decision: GateDecision, actor: str) -> GateDecision:
     """Model card and decision blobs, the event, the status; then the Prefect artifacts."""
-    card = render_model_card(decision)
+    lineage = registry.catalog.get_model_version(decision.model, decision.candidate_version).lineage
+    card = render_model_card(decision, lineage)
     card_digest = registry.put_bytes(card.encode(), media_type="text/markdown")
     name = f"{decision.model}-v{decision.candidate_version}"
     meta = {

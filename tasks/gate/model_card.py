@@ -1,13 +1,14 @@
 """A gate decision as data, and the markdown model card that presents it.
 
-The card is written when the gate decides; ``with_release`` adds the release's final outcome
+The card is written when the gate decides, with the candidate's lineage (the data, spec,
+contract and code it came from, its seed); ``with_release`` adds the release's final outcome
 (promoted, aborted, not released) to it once the release ends, as a new card.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,14 +146,16 @@ class GateDecision:
         return rows
 
 
-def render_model_card(decision: GateDecision) -> str:
-    """Markdown model card: verdict, checks, metrics, slices and the inputs that were used."""
+def render_model_card(decision: GateDecision, lineage: Mapping[str, Any] | None = None) -> str:
+    """Markdown model card: verdict, checks, metrics, slices, the inputs that were used and
+    the candidate's ``lineage`` (its registry record's: data, spec, contract, code, seed)."""
     lines = [
         *_verdict_and_checks(decision),
         *_metrics_section(decision),
         *_bootstrap_note(decision),
         *_slices_section(decision),
         *_inputs_section(decision),
+        *_lineage_section(lineage),
     ]
     return "\n".join(lines)
 
@@ -271,6 +274,29 @@ def _inputs_section(d: GateDecision) -> list[str]:
         f"- holdout snapshot: `{d.holdout_digest}`",
         f"- gate metric: {d.metric}; latency p95: {latency}",
         f"- rules: `{_rules(d.rules)}`",
+        "",
+    ]
+
+
+def _lineage_section(lineage: Mapping[str, Any] | None) -> list[str]:
+    """Where the candidate came from; "none recorded" for what its record lacks."""
+    if lineage is None:
+        return []
+
+    def fact(key: str) -> str:
+        value = lineage.get(key)
+        return "none recorded" if value in (None, "") else f"`{value}`"
+
+    return [
+        "## Lineage",
+        "",
+        f"- training data: {fact('dataset_digest')}",
+        f"- its holdout: {fact('holdout_digest')}",
+        f"- source: {fact('source')}",
+        f"- spec: {fact('spec_digest')}",
+        f"- contract: {fact('contract_digest')}",
+        f"- code: {fact('code_digest')}; git commit: {fact('git_commit')}",
+        f"- seed: {fact('seed')}",
         "",
     ]
 

@@ -5,16 +5,24 @@ retrain runs; the drift check compares recent data with the champion's and asks 
 ``monitor-drift``, without Prefect: the flows call them with their Prefect task faces, and
 anything that drives the loop on its own clock (a simulation, a soak test, a script) calls
 them with the plain steps. One code path, whoever runs it.
+
+A retrain that stops on one of the platform's own errors (its data or spec: a contract that
+fails, a source that cannot be read ...) is recorded once, as a ``run.failed`` event naming
+the stage, and raised as ``RunFailedError`` whose message is that one line
+(``tasks.pipeline.failures``); the flow ends Failed with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from registry.errors import RetrainError, RunFailedError
+from registry.redaction import redact_url
 from registry.release import repair_releases
+from tasks.pipeline.failures import StageTracker, record_failure
 from tasks.pipeline.recipe import PLAIN_STEPS, RetrainEnv, RetrainRequest, Steps, run_retrain
 from tasks.pipeline.runs import RetrainSummary, champion_reference
 from tasks.pipeline.trigger import (
@@ -69,7 +77,9 @@ def retrain_when_due(
     it says so; a folded trigger returns an ``outcome="skipped"`` summary with the reason.
 
     ``run_id`` is the asking run (its own ``retrain.requested`` does not fold it); ``say``
-    is where the decision is told (the flow's print goes to its Prefect log).
+    is where the decision is told (the flow's print goes to its Prefect log). A retrain that
+    stops on a platform error raises ``RunFailedError`` (one line; the error is its cause)
+    after recording its ``run.failed`` event; other exceptions pass through untouched.
     """
     decision = decide_trigger(
         registry,
@@ -96,9 +106,40 @@ def retrain_when_due(
             spec.name, request.trigger, outcome="skipped", gate_reasons=(decision.reason,)
         )
     repair_releases(registry.catalog, [spec.name], actor=env.actor)
-    summary = run_retrain(registry, spec.plan, request, env, steps)
+    summary = _retrain_on_record(registry, spec, request, env, run_id=run_id, steps=steps)
     say(f"retrain of {spec.name} ended: {summary.outcome}")
     return summary
+
+
+def _retrain_on_record(
+    registry: Registry,
+    spec: PipelineLike,
+    request: RetrainRequest,
+    env: RetrainEnv,
+    *,
+    run_id: str | None,
+    steps: Steps,
+) -> RetrainSummary:
+    """``run_retrain`` with the run's facts in the version's lineage, each step's stage
+    tracked, and a platform error recorded once (``run.failed``) and raised as one line."""
+    # Which run trained it, why, and on what data: lineage of the version, not of the bundle.
+    facts = {"flow_run_id": run_id, "trigger": request.trigger, **env.run.run_info}
+    run = replace(env.run, run_info={**facts, "source": redact_url(request.source)})
+    tracker = StageTracker()
+    try:
+        return run_retrain(registry, spec.plan, request, replace(env, run=run), tracker.wrap(steps))
+    except RetrainError as exc:
+        failure, event_id = record_failure(
+            registry,
+            spec.name,
+            tracker,
+            exc,
+            run_id=run_id,
+            trigger=request.trigger,
+            source=request.source,
+            actor=env.actor,
+        )
+        raise RunFailedError(failure.line, stage=failure.stage, event_id=event_id) from exc
 
 
 @dataclass(frozen=True)

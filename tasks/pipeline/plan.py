@@ -6,7 +6,9 @@ so the same spec gives the same snapshots, the same split and the same bundle th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tasks.data.drift import DriftPolicy
 from tasks.gate.evaluate import GateRules
@@ -23,6 +25,11 @@ class PipelinePlan:
     training: TrainingPlan
     holdout_fraction: float = 0.2
     contract: str | None = None
+    """The data contract as the spec names it (a suite file or name; None: no validation)."""
+    contract_digest: str | None = None
+    """The suite's digest in the registry: what a run validates with."""
+    contract_suite: Mapping[str, Any] | None = None
+    """The suite itself when the spec was read from a file (a run before registering)."""
     gate: GateRules = field(default_factory=GateRules)
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     canary: CanaryPolicy = field(default_factory=CanaryPolicy)

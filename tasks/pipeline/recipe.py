@@ -110,7 +110,12 @@ def run_retrain(
     model = plan.model
     frame = steps.load(request.source, **env.s3)
     prepared = steps.prepare(registry, plan, frame)
-    steps.validate(registry, plan, frame, prepared)
+    if plan.contract is None:
+        steps.logger().info(
+            "%s: the spec names no data contract; the batch is not validated", model
+        )
+    else:
+        steps.validate(registry, plan, frame, prepared)
     key = run_key(prepared.batch.digest, plan.spec_digest or "", code_lineage()["code_digest"])
     earlier: RetrainSummary | None = (
         None if request.force else steps.find_reusable(registry, model, key)

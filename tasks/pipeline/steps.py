@@ -6,19 +6,21 @@ with each step as a Prefect task, ``retrain train``/``retrain evaluate`` call th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from registry.champions import frozen_holdout
 from registry.errors import ConfigError
 from registry.release import CHAMPION_ALIAS
+from tasks.data.contracts import stored_suite
 from tasks.data.drift import DriftPolicy, detect_drift, record_drift
 from tasks.data.drift_result import DriftResult
 from tasks.data.holdout import split_holdout
 from tasks.data.snapshots import Snapshot, read_snapshot, take_snapshot
-from tasks.data.validation import validate_and_record
+from tasks.data.validation import load_suite, validate_and_record
 from tasks.data.validation_result import ValidationResult
 from tasks.gate.evaluate import evaluate_candidate
 from tasks.training.fit import train_model
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PreparedData",
     "check_contract",
+    "contract_suite",
     "gate_candidate",
     "grading_holdout",
     "measure_drift",
@@ -66,12 +69,37 @@ def prepare_data(registry: Registry, plan: PipelinePlan, frame: pd.DataFrame) ->
 def check_contract(
     registry: Registry, plan: PipelinePlan, frame: pd.DataFrame, prepared: PreparedData
 ) -> ValidationResult | None:
-    """Run the plan's data contract over the batch (None when the plan names none)."""
-    if plan.contract is None:
+    """Run the plan's data contract over the batch (None when the plan names none).
+
+    The suite is the one stored under the plan's ``contract_digest`` (what was registered);
+    a plan read from a spec file that is not registered yet brings its suite with it.
+    """
+    suite = contract_suite(registry, plan)
+    if suite is None:
         return None
     return validate_and_record(
-        registry, frame, plan.contract, name=plan.model, dataset_digest=prepared.batch.digest
+        registry,
+        frame,
+        suite,
+        name=plan.model,
+        dataset_digest=prepared.batch.digest,
+        contract_digest=plan.contract_digest,
     )
+
+
+def contract_suite(registry: Registry, plan: PipelinePlan) -> Mapping[str, Any] | None:
+    """The suite the plan's batches are validated with, or None without a contract: the one
+    stored under its digest, else (a spec file not registered yet) the one it was read with."""
+    if plan.contract is None:
+        return None
+    digest = plan.contract_digest
+    if digest is not None and (
+        plan.contract_suite is None or registry.catalog.get_blob(digest) is not None
+    ):
+        return stored_suite(registry, digest, model=plan.model)
+    if plan.contract_suite is not None:
+        return plan.contract_suite
+    return load_suite(plan.contract)  # a plan built in code: a suite name or file
 
 
 def train_candidate(
@@ -84,7 +112,11 @@ def train_candidate(
         prepared.training.digest,
         plan.training,
         run,
-        lineage={"spec_digest": plan.spec_digest, "holdout_digest": prepared.holdout.digest},
+        lineage={
+            "spec_digest": plan.spec_digest,
+            "holdout_digest": prepared.holdout.digest,
+            "contract_digest": plan.contract_digest,
+        },
     )
 
 

@@ -64,6 +64,11 @@ def code_lineage() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
+    """The commit checked out where this code runs from, when that is a git checkout (an
+    installed package may sit inside someone else's repository: its commit says nothing
+    about this code); None otherwise, and never an error."""
+    if not (_ROOT / ".git").exists():  # a folder, or a file in a worktree or submodule
+        return None
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.errors import DataValidationError
+from registry.errors import DataValidationError, RunFailedError
 from registry.store import Registry
 from retrain.config.settings import Settings
 from retrain.config.spec_store import register_spec
@@ -108,8 +108,9 @@ def test_broken_data_stops_the_run_before_training(pipeline: Pipeline) -> None:
 
     registry = pipeline.registry
     broken = _write(pipeline.data / "broken.parquet", "schema_break", 2000, seed=3)
-    with pytest.raises(DataValidationError):
+    with pytest.raises(RunFailedError, match=f"^retrain of {MODEL} failed at validate: ") as exc:
         retrain_model(pipeline=MODEL, source=broken, settings=pipeline.settings)
+    assert isinstance(exc.value.__cause__, DataValidationError)
     assert registry.catalog.list_model_versions(MODEL) == []
     assert registry.catalog.latest_artifact("validation", MODEL) is not None
 

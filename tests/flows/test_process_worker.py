@@ -1,5 +1,6 @@
-"""A process worker on a work pool runs a deployment, as in production: it loads the flow
-file by path in a fresh process, with the settings of its own environment."""
+"""A process worker on a work pool runs a deployment, as in production: started in a folder
+of its own, it enters the code folder the deployment's pull step finds, loads the flow file by
+path in a fresh process, with the settings of its own environment."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from retrain.config.settings import Settings
 from retrain.config.specs import default_spec_paths, load_spec
 from retrain.config.wiring import build_registry
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "loan-default"
 POOL = "test-process-pool"
 
@@ -53,7 +53,6 @@ def test_a_process_worker_runs_the_rollback_deployment(
         for d in build_deployments(spec, work_pool_name=POOL)
         if d.name == deployment_names(MODEL).rollback
     )
-    rollback.job_variables = {"working_dir": str(ROOT)}
     rollback.apply()
     run = run_deployment(
         f"rollback-model/{rollback.name}",
@@ -61,7 +60,7 @@ def test_a_process_worker_runs_the_rollback_deployment(
         timeout=0,
     )
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "RETRAIN_CODE_DIR"},
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "RETRAIN_HOME": str(settings.home),
     }

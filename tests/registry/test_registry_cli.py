@@ -51,7 +51,9 @@ def test_put_get_ls_verify_gc_round_trip(home: Path, tmp_path: Path) -> None:
     assert out.read_text() == "<h1>drift</h1>"
 
     listed = _retrain(home, "registry", "ls")
-    assert digest in listed.stdout and "text/html" in listed.stdout
+    assert digest[:19] in listed.stdout and "text/html" in listed.stdout  # sha256: + 12 hex
+    wide = _retrain(home, "registry", "ls", "--wide")
+    assert digest not in listed.stdout and digest in wide.stdout
 
     verified = _retrain(home, "registry", "verify")
     assert verified.returncode == 0 and "0 problem(s)" in verified.stdout

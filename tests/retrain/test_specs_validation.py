@@ -50,7 +50,9 @@ def test_digest_follows_meaning_not_formatting() -> None:
         ("name: loan-default", "name: Loan Default", "name: use 2-48 lowercase letters"),
         ("task: binary", "task: binary\ntask: regression", "duplicate key 'task'"),
         ("features:\n", "features: [\n", "YAML syntax error at line"),
-        ("  contract: loans", "  # contract: loans", "dataset.contract: required field is missing"),
+        ("  contract: loans", "  contract: 'loans!'", "dataset.contract: 'loans!' is neither a"),
+        ("  contract: loans", "  contract: nowhere", "dataset.contract: no expectation suite"),
+        ("  contract: loans", "  contract: x.json", "dataset.contract: no expectation suite file"),
     ],
 )
 def test_a_mistake_gets_one_line_naming_the_field(old: str, new: str, expected: str) -> None:
