@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from retrain.deployments import deployment_definitions
+from retrain.deployments import ENTRYPOINTS, deployment_definitions
 from retrain.work_pools import LOCAL_POOL, pull_steps, work_pool_block
 
 if TYPE_CHECKING:
@@ -86,10 +86,19 @@ def render_prefect_yaml(
         "push": None,
         "pull": pull_steps(code_dir),
         "deployments": [
-            {**d, "work_pool": work_pool_block(pool, image)}
+            {**d, "work_pool": work_pool_block(_pool_for(spec, d, pool, image), image)}
             for spec in specs
             for d in deployment_definitions(spec)
         ],
     }
     body = yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=100, allow_unicode=True)
     return _HEADER + "\n" + body
+
+
+def _pool_for(spec: PipelineSpec, deployment: dict[str, Any], pool: str, image: str | None) -> str:
+    """``pool``, except in a container pool for a spec that trains on a GPU
+    (``training.accelerator: gpu``): its retrains go to ``<pool>-gpu``, whose job template asks
+    for a GPU (``infra/work-pools/retrain-k8s-gpu.json``); its monitor and rollback stay."""
+    trains = deployment["entrypoint"] == ENTRYPOINTS["retrain-model"]
+    on_gpu = spec.training.accelerator in ("gpu", "cuda")
+    return f"{pool}-gpu" if image is not None and trains and on_gpu else pool

@@ -142,3 +142,20 @@ def test_register_puts_a_model_in_the_kubernetes_pool_with_its_image(home: Path)
     assert deployment.work_pool_name == "travel-k8s"
     assert deployment.job_variables == {"image": IMAGE}
     assert deployment.pull_steps == [{PULL_STEP: {}}]
+
+
+def test_a_spec_that_trains_on_a_gpu_sends_its_retrains_to_the_gpu_pool() -> None:
+    from retrain.config.specs import PipelineSpec, load_spec
+    from retrain.prefect_yaml import render_prefect_yaml
+
+    base = load_spec(default_spec_paths()[0])
+    raw = base.model_dump()
+    raw["training"]["accelerator"] = "gpu"
+    gpu = PipelineSpec.model_validate({**raw, "name": "gpu-model"})
+    document = yaml.safe_load(render_prefect_yaml([base, gpu], pool="retrain-k8s", image=IMAGE))
+    pools = {d["name"]: d["work_pool"]["name"] for d in document["deployments"]}
+    assert pools["retrain-gpu-model"] == pools["retrain-on-drift-gpu-model"] == "retrain-k8s-gpu"
+    assert pools["monitor-gpu-model"] == pools["rollback-gpu-model"] == "retrain-k8s"
+    assert {pools[f"{kind}-{base.name}"] for kind in ("retrain", "monitor")} == {"retrain-k8s"}
+    local = yaml.safe_load(render_prefect_yaml([gpu]))  # a process pool has no GPU pool
+    assert {d["work_pool"]["name"] for d in local["deployments"]} == {"retrain-local"}
