@@ -10,16 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
-from typer.testing import CliRunner
 
 from registry.store import Registry
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
 from retrain.config.spec_store import get_registered_spec, register_spec
 from retrain.config.specs import DEFAULT_SPECS_DIR, parse_spec
 from retrain.testing import NullTracker, ScriptedMetricsSource
+from retrain.testing_cli import run_cli as retrain
 from retrain.testing_serving import register_test_bundle
 from tasks.pipeline.cycle import retrain_when_due
 from tasks.pipeline.recipe import RetrainEnv, RetrainRequest
@@ -30,22 +27,6 @@ MODEL = "loan-default"
 SOURCE = "simulator://loans?scenario=stable&rows=1500&seed=1"
 SECTIONS = ("data", "code", "spec", "contract", "seed", "hyperparameters", "environment")
 SECTIONS_AFTER = ("gate", "release", "run", "events of v1")
-
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _retrain(ctx: typer.Context) -> None:
-    main(ctx.args)
-
-
-def retrain(*args: str) -> tuple[int, str]:
-    """``retrain ARGS`` in process, as the console script runs it: (exit code, output)."""
-    cli_settings.cache_clear()
-    result = CliRunner().invoke(_user, list(args))
-    cli_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result
-    return result.exit_code, result.output
 
 
 def _train_first_model(registry: Registry, tmp_path: Path) -> None:

@@ -9,35 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 import yaml
-from typer.testing import CliRunner
 
 from registry.store import Registry
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
 from retrain.config.settings import Settings
 from retrain.config.spec_store import get_registered_spec
 from retrain.config.wiring import build_registry
 from retrain.testing import NullTracker, ScriptedMetricsSource
+from retrain.testing_cli import run_cli as retrain
 from tasks.pipeline.recipe import RetrainEnv, RetrainRequest, run_retrain
 from tasks.training.plan import TrainingRun
-
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _retrain(ctx: typer.Context) -> None:
-    main(ctx.args)
-
-
-def retrain(*args: str) -> tuple[int, str]:
-    """``retrain ARGS`` in process, as the console script runs it: (exit code, output)."""
-    cli_settings.cache_clear()
-    result = CliRunner().invoke(_user, list(args))
-    cli_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result
-    return result.exit_code, result.output
 
 
 def write_customers(path: Path, rows: int, *, seed: int, flip_labels: bool = False) -> None:

@@ -9,38 +9,19 @@ import uuid
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
-from typer.testing import CliRunner
 
 from registry.errors import NotFoundError
 from registry.store import Registry
 from retrain.alerts.dispatch import AlertDispatcher
 from retrain.alerts.launchers import RecordingLauncher
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
 from retrain.config.settings import Settings
 from retrain.config.spec_store import get_registered_spec, list_registered_pipelines
 from retrain.config.specs import DEFAULT_SPECS_DIR
 from retrain.config.wiring import build_registry
+from retrain.testing_cli import run_cli as retrain
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _retrain(ctx: typer.Context) -> None:
-    main(ctx.args)
-
-
-def retrain(*args: str) -> tuple[int, str]:
-    """``retrain ARGS`` in process, as the console script runs it: (exit code, output)."""
-    cli_settings.cache_clear()
-    result = CliRunner().invoke(_user, list(args))
-    cli_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result
-    return result.exit_code, result.output
 
 
 def _deployment(name: str) -> tuple[bool, bool] | None:

@@ -11,31 +11,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 import yaml
-from typer.testing import CliRunner
 
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
 from retrain.config.settings import Settings
 from retrain.config.wiring import build_registry
-
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _retrain(ctx: typer.Context) -> None:
-    main(ctx.args)
-
-
-def retrain(*args: str) -> tuple[int, str]:
-    """``retrain ARGS`` in process, as the console script runs it: (exit code, output)."""
-    cli_settings.cache_clear()
-    result = CliRunner().invoke(_user, list(args))
-    cli_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result
-    return result.exit_code, result.output
-
+from retrain.testing_cli import run_cli as retrain
 
 SUITE: dict[str, Any] = {
     "name": "orders",

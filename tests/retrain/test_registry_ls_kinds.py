@@ -8,35 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from registry.store import Registry
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
 from retrain.config.spec_store import register_spec
 from retrain.config.specs import DEFAULT_SPECS_DIR, load_spec
+from retrain.testing_cli import run_cli as retrain
 from retrain.testing_serving import register_test_bundle
 from tasks.data.simulator import simulate
 from tasks.data.snapshots import take_snapshot
 
 MODEL = "loan-default"
-
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def _retrain(ctx: typer.Context) -> None:
-    main(ctx.args)
-
-
-def retrain(*args: str) -> tuple[int, str]:
-    """``retrain ARGS`` in process, as the console script runs it: (exit code, output)."""
-    cli_settings.cache_clear()
-    result = CliRunner().invoke(_user, list(args))
-    cli_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result
-    return result.exit_code, result.output
 
 
 def _rows(table: str) -> dict[str, list[str]]:
