@@ -19,7 +19,13 @@ __all__ = ["run_cli"]
 _console = typer.Typer(add_completion=False)
 
 
-@_console.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@_console.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],  # --help goes to the script, as on the command line
+    }
+)
 def _console_script(ctx: typer.Context) -> None:
     main(ctx.args)
 

@@ -166,16 +166,24 @@ def role(container: Container) -> str | None:
     return name if name in NEEDS else None
 
 
-def kube_containers(
+def _env_sources(
     objects: list[dict[str, Any]], secrets: list[dict[str, Any]]
-) -> list[Container]:
-    """Each container of the manifests' workloads, its env resolved from ConfigMaps and Secrets."""
+) -> dict[tuple[str, str], dict[str, str]]:
+    """The data of every ConfigMap and Secret, by (kind, name), as env references find them."""
     data = {
         ("ConfigMap", o["metadata"]["name"]): o.get("data", {})
         for o in objects
         if o["kind"] == "ConfigMap"
     }
     data |= {("Secret", s["metadata"]["name"]): s["stringData"] for s in secrets}
+    return data
+
+
+def kube_containers(
+    objects: list[dict[str, Any]], secrets: list[dict[str, Any]]
+) -> list[Container]:
+    """Each container of the manifests' workloads, its env resolved from ConfigMaps and Secrets."""
+    data = _env_sources(objects, secrets)
     out = []
     for obj in objects:
         if obj["kind"] not in WORKLOADS:
@@ -189,12 +197,7 @@ def job_template_containers(
     secrets: list[dict[str, Any]], objects: list[dict[str, Any]]
 ) -> list[Container]:
     """The flow-run container of each work pool's job template, env resolved as in a Job."""
-    data = {
-        ("ConfigMap", o["metadata"]["name"]): o.get("data", {})
-        for o in objects
-        if o["kind"] == "ConfigMap"
-    }
-    data |= {("Secret", s["metadata"]["name"]): s["stringData"] for s in secrets}
+    data = _env_sources(objects, secrets)
     out = []
     for pool, template in worker_job_templates().items():
         job = template["job_configuration"]["job_manifest"]

@@ -13,27 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
+from retrain.testing_cli import run_cli as run
 
 SECRET = "hunter2-do-not-echo-9f8e7d"
-
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(
-    context_settings={
-        "ignore_unknown_options": True,
-        "allow_extra_args": True,
-        "help_option_names": [],
-    }
-)
-def _retrain(ctx: typer.Context) -> None:
-    """``retrain ARGS...`` exactly as the console script runs it."""
-    main(ctx.args)
 
 
 def one_error_line(text: str) -> str:
@@ -43,15 +26,6 @@ def one_error_line(text: str) -> str:
     assert len(lines) == 1, text
     assert "error:" not in text.replace(lines[0], "", 1), text
     return lines[0]
-
-
-def run(*args: str) -> tuple[int, str]:
-    """Run ``retrain ARGS`` in-process; (exit code, everything printed)."""
-    cli_settings.cache_clear()
-    result = CliRunner().invoke(_user, list(args))
-    cli_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 def run_process(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str]:

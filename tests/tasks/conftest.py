@@ -9,12 +9,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from registry.store import Registry
-from retrain.cli import main
-from retrain.cli.common import settings as cli_settings
+from retrain.testing_cli import run_cli
 from retrain.testing_serving import register_test_bundle
 from serving.app import create_app
 from serving.limits import ServeLimits
@@ -71,32 +68,13 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-_user = typer.Typer(add_completion=False)
-
-
-@_user.command(
-    context_settings={
-        "ignore_unknown_options": True,
-        "allow_extra_args": True,
-        "help_option_names": [],
-    }
-)
-def _retrain(ctx: typer.Context) -> None:
-    """``retrain ARGS...`` exactly as the console script runs it."""
-    main(ctx.args)
-
-
 @pytest.fixture
 def retrain_cli(home: Path) -> Callable[..., tuple[int, str]]:
     """``retrain_cli(*args)``: run ``retrain ARGS`` in process on the ``registry`` fixture's
     home, as a user would; (exit code, everything printed)."""
 
     def run(*args: str) -> tuple[int, str]:
-        cli_settings.cache_clear()
-        result = CliRunner().invoke(_user, list(args))
-        cli_settings.cache_clear()
-        assert result.exception is None or isinstance(result.exception, SystemExit), result
-        return result.exit_code, result.output
+        return run_cli(*args)
 
     return run
 
