@@ -6,7 +6,10 @@
 2. Gate: paired bootstrap of ROC AUC on 100k holdout rows x 1000 resamples, against a naive
    per-resample loop (extrapolated from 50 resamples), then the whole ``evaluate_candidate``
    (predictions, bootstrap, slices, latency, record). Target: <= 2 s.
-3. GPU (only with CUDA): throughput for 1M rows x 32 features in bf16-mixed.
+3. GPU (only with CUDA): rows/s of the training steps for 1M rows x 32 features in bf16-mixed,
+   a plain loop against the Lightning module train_model uses, eager and as CUDA graphs.
+4. GPU (only with CUDA): train_model on the loans data, GPU (auto batch) against every CPU core,
+   same epochs: wall time and validation AUC.
 
 Run ``python bench/train.py`` (``--quick`` for a smoke run).
 """
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -49,20 +53,37 @@ def _net(n_numeric: int) -> TabularMLP:
     )
 
 
-def lightning_fit(data: Any, epochs: int, batch: int, device: str, precision: str) -> float:
+def lightning_fit(
+    data: Any,
+    epochs: int,
+    batch: int,
+    device: str,
+    precision: str,
+    *,
+    cuda_graphs: bool = False,
+) -> tuple[float, float]:
+    """Wall seconds of the whole fit and rows/s of its training steps alone."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    from models.callbacks import BestWeights
+    from models.callbacks import BestWeights, StepThroughput
     from models.lightning_module import TabularModule
 
     num, cat, y = data
     train_idx, val_idx = split_indices(len(y), 0.2, 0)
     L.seed_everything(0, verbose=False)
-    module = TabularModule(_net(num.shape[1]), "binary")
+    module = TabularModule(_net(num.shape[1]), "binary", cuda_graphs=cuda_graphs)
     dm = TabularDataModule(
-        num, cat, y, train_index=train_idx, val_index=val_idx, batch_size=batch, seed=0
+        num,
+        cat,
+        y,
+        train_index=train_idx,
+        val_index=val_idx,
+        batch_size=batch,
+        seed=0,
+        val_batch_size=65_536 if device == "gpu" else 8192,
     )
+    steps = StepThroughput()
     with tempfile.TemporaryDirectory() as ckpt:
         start = time.perf_counter()
         trainer = L.Trainer(
@@ -79,22 +100,37 @@ def lightning_fit(data: Any, epochs: int, batch: int, device: str, precision: st
                 EarlyStopping("val_loss", patience=epochs),
                 BestWeights(),
                 ModelCheckpoint(dirpath=ckpt, filename="last", save_top_k=1),
+                steps,
             ],
         )
         trainer.fit(module, datamodule=dm)
         if device == "gpu":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+    graph = module._graph  # the bench checks that the capture happened
+    if cuda_graphs and device == "gpu" and (graph is None or not graph.captured):
+        print("    (the Lightning step was NOT captured as a CUDA graph: it ran eagerly)")
+    return wall, steps.rows_per_second
 
 
-def plain_fit(data: Any, epochs: int, batch: int, device: str, bf16: bool) -> float:
+def plain_fit(
+    data: Any, epochs: int, batch: int, device: str, bf16: bool, *, cuda_graph: bool = False
+) -> tuple[float, float]:
+    """The same training as a plain PyTorch loop (AdamW, fused on CUDA; validation each epoch,
+    best weights kept). Wall seconds of the whole fit and rows/s of its training steps alone;
+    ``cuda_graph`` replays full-size steps with ``models.graph_step.GraphedStep``."""
+    from models.graph_step import GraphedStep
+
     num, cat, y = data
     train_idx, val_idx = split_indices(len(y), 0.2, 0)
     torch.manual_seed(0)
     dev = torch.device("cuda" if device == "gpu" else "cpu")
     start = time.perf_counter()
     net = _net(num.shape[1]).to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    cuda = dev.type == "cuda"
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=3e-3, weight_decay=1e-4, fused=True if cuda else None, capturable=cuda
+    )
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
     def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,29 +140,47 @@ def plain_fit(data: Any, epochs: int, batch: int, device: str, bf16: bool) -> fl
             torch.from_numpy(y[idx]).to(dev),
         )
 
+    def step(b: Any) -> torch.Tensor:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+            out = net(b[0], b[1])
+        loss: torch.Tensor = loss_fn(out.float(), b[2])
+        loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch
+        opt.step()
+        return loss.detach()
+
+    graphed = GraphedStep(step, opt) if cuda_graph and dev.type == "cuda" else None
     train, val = tensors(train_idx), tensors(val_idx)
     best, best_state = float("inf"), None
+    step_seconds, step_rows = 0.0, 0
     for epoch in range(epochs):
         net.train()
-        for xn, xc, t in DeviceBatches(train, batch, shuffle=True, epoch=partial(int, epoch)):
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                out = net(xn, xc)
-            loss = loss_fn(out.float(), t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        _sync(dev)
+        epoch_start = time.perf_counter()
+        for b in DeviceBatches(train, batch, shuffle=True, epoch=partial(int, epoch)):
+            if graphed is not None and graphed.fits(b):
+                graphed(b)
+            else:
+                opt.zero_grad(set_to_none=True)
+                step(b)
+            step_rows += len(b[0])
+        _sync(dev)
+        step_seconds += time.perf_counter() - epoch_start
         net.eval()
         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             total = sum(
                 float(loss_fn(net(a, b).float(), c)) * len(c)
-                for a, b, c in DeviceBatches(val, 8192, shuffle=False)
+                for a, b, c in DeviceBatches(val, 65_536, shuffle=False)
             )
         if total / len(val_idx) < best:
             best, best_state = total / len(val_idx), copy.deepcopy(net.state_dict())
-    if device == "gpu":
-        torch.cuda.synchronize()
+    _sync(dev)
     assert best_state is not None
-    return time.perf_counter() - start
+    return time.perf_counter() - start, step_rows / step_seconds
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def bench_training(
@@ -163,6 +217,118 @@ def bench_training(
         f"  ratio Lightning/plain time: wall {light[0] / plain[0]:.2f}x, "
         f"CPU {light[1] / plain[1]:.2f}x (target <= 1.30x)"
     )
+
+
+def bench_gpu_steps(rows: int, epochs: int, batches: list[int], device: str = "gpu") -> None:
+    """Rows/s of the training steps: a plain loop against train_model's Lightning module, each
+    eager and with the step replayed as a CUDA graph, at the same batch and bf16-mixed."""
+    n_numeric = 28
+    precision = "bf16-mixed" if device == "gpu" else "32-true"
+    bf16 = precision.startswith("bf16")
+    data = _data(rows, n_numeric)
+    warm = _data(20_000, n_numeric)
+    for graph in (False, True):  # kernels, cuBLAS handles, Lightning's lazy imports
+        lightning_fit(warm, 1, 2048, device, precision, cuda_graphs=graph)
+        plain_fit(warm, 1, 2048, device, bf16, cuda_graph=graph)
+    print(
+        f"training-step throughput ({device} {precision}, {rows:,} rows x {n_numeric + 4} "
+        f"features, {epochs} epochs, best of 2; validation and checkpoints excluded):"
+    )
+    for batch in batches:
+        runs: dict[str, Callable[[], tuple[float, float]]] = {
+            "plain loop, eager": partial(plain_fit, data, epochs, batch, device, bf16),
+            "plain loop, CUDA graph": partial(
+                plain_fit, data, epochs, batch, device, bf16, cuda_graph=True
+            ),
+            "Lightning, eager": partial(lightning_fit, data, epochs, batch, device, precision),
+            "Lightning, CUDA graph (default)": partial(
+                lightning_fit, data, epochs, batch, device, precision, cuda_graphs=True
+            ),
+        }
+        speed = {name: max(run()[1] for _ in range(2)) for name, run in runs.items()}
+        print(f"  batch {batch}:")
+        for name, value in speed.items():
+            print(f"    {name:<32}: {value:14,.0f} rows/s")
+        ours = speed["Lightning, CUDA graph (default)"]
+        print(
+            f"    ratio Lightning (default) / plain eager: {ours / speed['plain loop, eager']:.2f}x"
+            f"; / plain CUDA graph: {ours / speed['plain loop, CUDA graph']:.2f}x; "
+            f"Lightning eager / plain eager: "
+            f"{speed['Lightning, eager'] / speed['plain loop, eager']:.2f}x (target >= 0.90x)"
+        )
+
+
+def bench_train_model_devices(rows: int, epochs: int, device: str = "gpu") -> None:
+    """``train_model`` on the loans data: the GPU with the default (auto) batch policy against
+    every CPU core at the CPU default, the same epochs; wall time and validation AUC."""
+    import os
+
+    from models.config import TrainingConfig
+    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+
+    frame = simulate(rows, seed=1)
+    cores = os.cpu_count() or 1
+    contenders = {
+        f"{device} (auto batch, lr)": TrainingConfig(
+            max_epochs=epochs, patience=epochs, accelerator=device
+        ),
+        f"cpu, {cores} threads": TrainingConfig(
+            max_epochs=epochs, patience=epochs, accelerator="cpu", cpu_threads=cores
+        ),
+        "cpu, 1 thread (default)": TrainingConfig(
+            max_epochs=epochs, patience=epochs, accelerator="cpu"
+        ),
+    }
+    print(
+        f"train_model on the loans spec ({rows:,} rows x "
+        f"{len(FEATURES_NUMERIC) + len(FEATURES_CATEGORICAL)} features, {epochs} epochs):"
+    )
+    walls = {}
+    for name, fitting in contenders.items():
+        _train_once(simulate(5000, seed=2), fitting)  # one-time initialisation
+        result, wall = _train_once(frame, fitting)
+        walls[name] = wall
+        hyper = result.lineage.get("hyperparameters", {}).get("training", {})
+        print(
+            f"  {name:<24}: {wall:7.2f} s wall | steps {result.train_rows_per_s:13,.0f} rows/s | "
+            f"batch {hyper.get('batch_size')}, lr {hyper.get('learning_rate'):.4g} | "
+            f"val_roc_auc {result.metrics.get('val_roc_auc', float('nan')):.4f} "
+            f"({TARGET}, {result.epochs} epochs)"
+        )
+        parts = ", ".join(f"{k} {v:.2f} s" for k, v in result.phases.items())
+        steps = result.rows * 0.8 * result.epochs / max(result.train_rows_per_s, 1e-9)
+        print(f"    where the time went: {parts} (of fit: training steps {steps:.2f} s)")
+    gpu_wall, cpu_wall, one_thread = walls.values()
+    print(
+        f"  speed-up {device} over cpu, {cores} threads: {cpu_wall / gpu_wall:.1f}x "
+        f"(target >= 10x on a GPU); over 1 thread: {one_thread / gpu_wall:.1f}x"
+    )
+
+
+def _train_once(frame: Any, fitting: Any) -> tuple[Any, float]:
+    from models.config import ModelConfig
+    from retrain.config.settings import Settings
+    from retrain.config.wiring import build_registry
+    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET
+    from tasks.training.fit import train_model
+    from tasks.training.plan import TrainingPlan, TrainingRun
+
+    with tempfile.TemporaryDirectory() as home:
+        registry = build_registry(Settings(home=Path(home)))
+        plan = TrainingPlan(
+            model="bench",
+            target=TARGET,
+            task="binary",
+            numeric=tuple(FEATURES_NUMERIC),
+            categorical=tuple(FEATURES_CATEGORICAL),
+            architecture=ModelConfig(),
+            fitting=fitting,
+        )
+        start = time.perf_counter()
+        result = train_model(registry, frame, plan, TrainingRun(checkpoint_root=Path(home) / "c"))
+        wall = time.perf_counter() - start
+        registry.close()
+    return result, wall
 
 
 def _timed(fn: Any, *args: Any) -> tuple[float, float]:
@@ -246,6 +412,15 @@ def _bench_full_gate(rows: int, resamples: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--gpu-only", action="store_true", help="only the GPU sections (3 and 4), on a GPU host"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("gpu", "cpu"),
+        default="gpu",
+        help="where sections 3 and 4 run (cpu: a smoke run of them where there is no GPU)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import lightning  # noqa: F401  (sets its log levels on import; quieted below)
@@ -255,17 +430,23 @@ def main() -> None:
     # As train_model does by default (TrainingConfig.cpu_threads=1), for both contenders.
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 CPU thread (TrainingConfig.cpu_threads default)")
-    if args.quick:
-        bench_training(20_000, 2)
-        bench_gate(20_000, 1000)
+    if not args.gpu_only:
+        if args.quick:
+            bench_training(20_000, 2)
+            bench_gate(20_000, 1000)
+        else:
+            bench_training(200_000, 3)
+            bench_gate(100_000, 1000)
+    if args.device == "cpu":
+        bench_gpu_steps(50_000, 1, [8192], device="cpu")
+        bench_train_model_devices(20_000, 1, device="cpu")
+    elif torch.cuda.is_available():
+        print(f"device: {torch.cuda.get_device_name()}")
+        rows = 100_000 if args.quick else 1_000_000
+        bench_gpu_steps(rows, 3, [8192, 65_536])
+        bench_train_model_devices(rows, 3)
     else:
-        bench_training(200_000, 3)
-        bench_gate(100_000, 1000)
-    if torch.cuda.is_available():
-        precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        bench_training(1_000_000 if not args.quick else 100_000, 2, "gpu", 28, precision)
-    else:
-        print("GPU throughput (1M rows x 32 features, bf16): not measured (no CUDA device)")
+        print("GPU sections (training steps, train_model GPU vs CPU): not measured (no CUDA)")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class PipelineContext:
             checkpoint_root=self.settings.home / "checkpoints",
             run_info={"flow_run_id": flow_run_id(), "trigger": trigger},
             actor="retrain-model",
+            memory_budget_mb=self.settings.memory_budget_mb,
         )
         return RetrainEnv(
             metrics=build_metrics_source(self.settings),
@@ -64,7 +65,16 @@ class PipelineContext:
             s3=self.settings.s3_options,
             actor="retrain-model",
             server=build_server_probe(self.settings),
+            pii_key=self.pii_key,
+            memory_budget_mb=self.settings.memory_budget_mb,
         )
+
+    @property
+    def pii_key(self) -> str | None:
+        """The key of the spec's hashed PII columns (``RETRAIN_PII_KEY``), if set."""
+        from retrain.config.spec_privacy import pii_key_of
+
+        return pii_key_of(self.settings)
 
 
 @contextmanager

@@ -40,4 +40,5 @@ def monitor_drift(
             detect=detect_drift_task,
             signal=signal_drift_task,
             say=get_run_logger().info,
+            pii_key=ctx.pii_key,
         )

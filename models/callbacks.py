@@ -8,6 +8,7 @@ stopping) or a function of the epoch number alone (the random stream, like the s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,7 +18,14 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
-__all__ = ["BestWeights", "EpochMetrics", "EpochSeed", "ProgressCallback", "ResumableEarlyStopping"]
+__all__ = [
+    "BestWeights",
+    "EpochMetrics",
+    "EpochSeed",
+    "ProgressCallback",
+    "ResumableEarlyStopping",
+    "StepThroughput",
+]
 
 
 class BestWeights(L.Callback):
@@ -116,3 +124,44 @@ class ProgressCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self.report(1.0)
+
+
+class StepThroughput(L.Callback):
+    """Rows per second of the training steps alone: from each epoch's first batch to its last
+    batch's end, validation and checkpoints excluded. The device is synchronised at those two
+    points only, so measuring adds no per-step host work."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.seconds = 0.0
+        self._started: float | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx == 0:
+            _synchronize(pl_module)
+            self._started = time.perf_counter()
+        self.rows += len(batch[0])
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._started is not None and batch_idx + 1 >= trainer.num_training_batches:
+            _synchronize(pl_module)
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+
+def _synchronize(module: L.LightningModule) -> None:
+    if module.device.type == "cuda":
+        torch.cuda.synchronize(module.device)

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["category_kind", "category_name", "category_names", "stored_category"]
+__all__ = [
+    "category_codes",
+    "category_kind",
+    "category_name",
+    "category_names",
+    "stored_category",
+]
 
 _INTEGRAL_TEXT = re.compile(r"-?\d+\.0+")
 _OLD_BOOLEANS = {"True": "true", "False": "false"}
@@ -59,7 +65,29 @@ def category_names(series: pd.Series) -> pd.Series:
         finite = values[~np.isnan(values)]
         if np.all(np.mod(finite, 1.0) == 0.0) and np.all(np.abs(finite) < 2**53):
             return series.astype("Int64").astype("string")
+    if isinstance(series.dtype, pd.CategoricalDtype) or (
+        pd.api.types.infer_dtype(series, skipna=True) == "string"
+    ):
+        # Each distinct value named once, then spread by code: a million rows of a few
+        # dozen strings cost one hash pass, not a million Python calls. (Only for plain
+        # strings and categoricals: factorize would fold True into 1 in a mixed column.)
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        names = pd.array([category_name(v) for v in uniques], dtype="string")
+        return pd.Series(names.take(codes, allow_fill=True), index=series.index, dtype="string")
     return series.map(category_name, na_action="ignore").astype("string")
+
+
+def category_codes(series: pd.Series, vocabulary: pd.Index) -> np.ndarray:
+    """Codes of ``series`` in ``vocabulary``: 1..len for a known name, 0 for anything else
+    (unknown or missing). Distinct values are named and looked up once, then spread by code."""
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) != "string":
+        # Mixed Python objects: factorize would fold True into 1, so name each value.
+        return np.asarray(vocabulary.get_indexer(category_names(series).fillna("")) + 1)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names = category_names(pd.Series(uniques)).fillna("")
+    # One slot more, for the missing values' code -1.
+    lookup = np.append(vocabulary.get_indexer(names) + 1, 0).astype(np.int64)
+    return np.asarray(lookup[codes])
 
 
 def stored_category(text: str) -> str:

@@ -9,13 +9,32 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.architecture import LIMITS, MAX_CATEGORIES
 
-__all__ = ["Activation", "ModelConfig", "Precision", "TrainingConfig", "resolve_precision"]
+__all__ = [
+    "BASE_LEARNING_RATE",
+    "CPU_BATCH_SIZE",
+    "Activation",
+    "ModelConfig",
+    "Precision",
+    "TrainingConfig",
+    "resolve_batch_size",
+    "resolve_learning_rate",
+    "resolve_precision",
+    "uses_gpu",
+]
 
 Activation = Literal["relu", "gelu", "silu"]
 Precision = Literal["auto", "32-true", "bf16-mixed", "16-mixed"]
 
 
 Width = Annotated[int, Field(ge=1, le=LIMITS.max_width)]
+
+# The batch and learning-rate policy (``resolve_batch_size``, ``resolve_learning_rate``).
+CPU_BATCH_SIZE = 1024  # fastest measured on CPU for these small nets; kept for every CPU run
+BASE_LEARNING_RATE = 3e-3  # AdamW's rate at CPU_BATCH_SIZE
+GPU_MIN_BATCH_SIZE = 1024
+GPU_MAX_BATCH_SIZE = 65_536
+GPU_STEPS_PER_EPOCH = 64  # a GPU batch grows with the data until an epoch has this many steps
+MAX_LEARNING_RATE_SCALE = 8.0
 
 
 class ModelConfig(BaseModel):
@@ -75,8 +94,22 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_epochs: int = Field(default=20, ge=1)
-    batch_size: int = Field(default=1024, ge=1)
-    learning_rate: float = Field(default=3e-3, gt=0.0)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto",
+        description=(
+            f"Rows per step. auto: {CPU_BATCH_SIZE} on CPU; on a GPU it grows with the data "
+            f"(a power of two near training rows / {GPU_STEPS_PER_EPOCH}, "
+            f"{GPU_MIN_BATCH_SIZE}..{GPU_MAX_BATCH_SIZE})."
+        ),
+    )
+    learning_rate: Annotated[float, Field(gt=0.0)] | Literal["auto"] = Field(
+        default="auto",
+        description=(
+            f"AdamW's rate. auto: {BASE_LEARNING_RATE} at batch {CPU_BATCH_SIZE}, scaled "
+            f"linearly with the batch (batch / {CPU_BATCH_SIZE}), at most "
+            f"{MAX_LEARNING_RATE_SCALE:g}x."
+        ),
+    )
     weight_decay: float = Field(default=1e-4, ge=0.0)
     patience: int = Field(default=3, ge=1, description="Epochs without val_loss improvement.")
     val_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
@@ -89,6 +122,13 @@ class TrainingConfig(BaseModel):
     strategy: str = Field(
         default="auto", description="Lightning strategy; auto picks DDP for several devices."
     )
+    cuda_graphs: bool = Field(
+        default=True,
+        description=(
+            "On one GPU, capture the full-size training step (forward, backward, optimizer) "
+            "once and replay it as a CUDA graph; a step that cannot be captured runs eagerly."
+        ),
+    )
     cpu_threads: int | None = Field(
         default=1,
         ge=1,
@@ -99,11 +139,51 @@ class TrainingConfig(BaseModel):
     )
 
 
+def uses_gpu(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` setting trains on a CUDA device here."""
+    if accelerator not in ("auto", "gpu", "cuda"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     """``auto``: bf16-mixed where the GPU supports it, else full float32."""
     if precision != "auto":
         return precision
     import torch
 
-    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    gpu = uses_gpu(accelerator)
     return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def resolve_batch_size(fitting: TrainingConfig, train_rows: int, *, gpu: bool) -> int:
+    """The batch a run uses: the spec's, else ``CPU_BATCH_SIZE`` on CPU, else on a GPU the
+    power of two at most ``train_rows / GPU_STEPS_PER_EPOCH``, kept within
+    ``GPU_MIN_BATCH_SIZE..GPU_MAX_BATCH_SIZE``.
+
+    A small step leaves a GPU idle between kernel launches: at batch 1024 a GPU trains no faster
+    than a CPU. Growing the batch with the data keeps at least ``GPU_STEPS_PER_EPOCH`` steps
+    per epoch, so the optimiser still takes enough steps to converge in the same epochs.
+    """
+    if fitting.batch_size != "auto":
+        return fitting.batch_size
+    if not gpu:
+        return CPU_BATCH_SIZE
+    target = max(1, train_rows // GPU_STEPS_PER_EPOCH)
+    return max(GPU_MIN_BATCH_SIZE, min(GPU_MAX_BATCH_SIZE, 1 << (target.bit_length() - 1)))
+
+
+def resolve_learning_rate(fitting: TrainingConfig, batch_size: int) -> float:
+    """The spec's rate, else ``BASE_LEARNING_RATE * batch_size / CPU_BATCH_SIZE`` (the linear
+    scaling rule), capped at ``MAX_LEARNING_RATE_SCALE`` times the base and never below it.
+
+    Measured on the loans data (1M rows, 3 epochs, validation AUC; 0.8007 at batch 1024): at
+    batch 8192 the square-root rule (x2.8) reached 0.7979, x5.3 0.7996, the capped linear
+    rule (x8) 0.7997; at 16384 x4 reached 0.7984 and x8 0.7991.
+    """
+    if fitting.learning_rate != "auto":
+        return fitting.learning_rate
+    scale = min(MAX_LEARNING_RATE_SCALE, max(1.0, batch_size / CPU_BATCH_SIZE))
+    return BASE_LEARNING_RATE * scale

@@ -8,7 +8,7 @@ canonical names (``models.categories``): ``3``, ``3.0`` and ``"3"`` are one cate
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from math import isfinite
@@ -17,10 +17,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.categories import category_kind, category_name, category_names, stored_category
+from models.categories import (
+    category_codes,
+    category_kind,
+    category_name,
+    category_names,
+    stored_category,
+)
 from registry.errors import InvalidInstanceError, TrainingError
 
-__all__ = ["MAX_LABEL_STDS", "MAX_STANDARDISED", "UNKNOWN_CODE", "Preprocessor", "target_values"]
+__all__ = [
+    "MAX_LABEL_STDS",
+    "MAX_STANDARDISED",
+    "UNKNOWN_CODE",
+    "Preprocessor",
+    "target_values",
+    "vocabulary_from_counts",
+]
 
 UNKNOWN_CODE = 0
 _MIN_STD = 1e-6
@@ -122,9 +135,7 @@ class Preprocessor:
                 raise InvalidInstanceError(f"instances lack feature {name!r}", field=name)
             vocab = self.vocabularies[name]
             # Codes 1..len(vocab) follow the vocabulary; anything else is the unknown bucket.
-            index = pd.Index(vocab)
-            codes = index.get_indexer(category_names(frame[name]).fillna(""))
-            cat[:, j] = codes + 1
+            cat[:, j] = category_codes(frame[name], pd.Index(vocab))
         return num, cat
 
     @cached_property
@@ -297,7 +308,13 @@ def _code(codes: Mapping[str, int], value: Any) -> int:
 
 
 def _vocabulary(series: pd.Series, max_categories: int) -> tuple[str, ...]:
-    """Most frequent values first (ties by value), so the order is deterministic."""
     counts = category_names(series).dropna().value_counts()
-    ranked = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+    return vocabulary_from_counts(counts.items(), max_categories)
+
+
+def vocabulary_from_counts(
+    counts: Iterable[tuple[Any, Any]], max_categories: int
+) -> tuple[str, ...]:
+    """Most frequent values first (ties by value), so the order is deterministic."""
+    ranked = sorted(counts, key=lambda kv: (-int(kv[1]), str(kv[0])))
     return tuple(str(value) for value, _ in ranked[:max_categories])

@@ -85,6 +85,7 @@ class TabularDataModule(L.LightningDataModule):
         val_index: np.ndarray,
         batch_size: int,
         seed: int,
+        val_batch_size: int = 8192,
     ) -> None:
         super().__init__()
         self.train_index, self.val_index = train_index, val_index
@@ -94,6 +95,7 @@ class TabularDataModule(L.LightningDataModule):
             torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
         )
         self.batch_size = batch_size
+        self.val_batch_size = max(batch_size, val_batch_size)
         self.seed = seed
         self._train: Batch | None = None
         self._val: Batch | None = None
@@ -137,7 +139,7 @@ class TabularDataModule(L.LightningDataModule):
         trainer = self.trainer
         return DeviceBatches(
             self._val,
-            max(self.batch_size, 8192),
+            self.val_batch_size,
             shuffle=False,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,

@@ -259,6 +259,17 @@ class Catalog(AliasMixin, InboxMixin, LeftoversMixin):
 
         self._write(op)
 
+    def update_lineage(self, model: str, version: int, facts: Mapping[str, Any]) -> None:
+        """Merge run facts learnt after registration (e.g. ``cost``) into a version's lineage;
+        a key already there is replaced."""
+        stored = jsonable(dict(facts))
+
+        def op(s: Session) -> None:
+            row = self._version_row(s, model, version)
+            row.lineage = {**row.lineage, **stored}
+
+        self._write(op)
+
 
 def _check_status(status: str) -> None:
     if status not in MODEL_STATUSES:

@@ -1,6 +1,8 @@
 """The model server: a lean Starlette app speaking the KServe v1 protocol.
 
 - ``POST /v1/models/<name>:predict``: ``{"instances": [...]}`` -> predictions, version, variant
+- ``POST /v1/models/<name>:explain``: the same body -> per-feature attributions by the version
+  ``:predict`` would pick (``serving.explain``); counted apart from predictions
 - ``POST /v1/models/<name>:feedback``: delayed labels by request id (online metrics)
 - ``GET /v1/models/<name>:stats``: cumulative per-version counters, the canary analysis source
   (``?recent=1`` adds exact recent latency percentiles; ``POST :reset-latency`` clears them)
@@ -12,8 +14,8 @@
 
 ``limits`` (``serving.limits.ServeLimits``) caps bodies, batches and request ids, and with a
 token set requires ``Authorization: Bearer <token>`` on everything under ``/v1/models`` but
-``:predict`` (that too with ``auth_predict``); health, readiness (``/readyz`` and
-``/v1/models/<name>/ready``) and metrics stay open.
+``:predict`` and ``:explain`` (those too with ``auth_predict``); health, readiness
+(``/readyz`` and ``/v1/models/<name>/ready``) and metrics stay open.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class _Endpoints:
         name, _, verb = request.path_params["target"].partition(":")
         if request.method == "POST" and verb == "predict":
             return await server.predict(request, name)  # checks its own credentials
+        if request.method == "POST" and verb == "explain":  # as predict: its own credentials
+            return await server.explainer.explain(request, name)
         try:  # everything else reads or moves the server's state: the token, when set
             server.limits.check_token(request.headers.get("authorization"))
         except InvalidRequestError as exc:
@@ -140,6 +144,7 @@ class _Endpoints:
                 return await server.feedback(request, name)
             if verb == "reset-latency":  # benchmarks: start a clean latency window
                 server.book.reset_recent()
+                server.explainer.reset_recent()
                 return json_response({"reset": True})
         elif verb == "stats":
             return json_response(server.stats(name, recent="recent" in request.query_params))

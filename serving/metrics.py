@@ -19,6 +19,8 @@ What each model version did (labels ``model``, ``version``, ``variant``), for ca
   request counts once for the failed canary and once for the champion that answered it.
 - ``retrain_predict_errors_total``: attempts that version failed (its own 5xx-worthy failure).
 - ``retrain_predict_latency_seconds``, ``retrain_prediction_value``, ``retrain_feedback_*``.
+- ``retrain_predict_cpu_seconds_total`` (labels ``model``, ``version``): CPU seconds spent
+  scoring (``serving.cpu_cost``); per 1000 predictions with ``retrain_prediction_value_count``.
 
 How they add up, per model: ``sum(client ok + fallback)`` is the number of 200 answers, and
 equals ``sum(predict requests - predict errors)`` over the champion and canary variants (every
@@ -51,6 +53,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from serving.cpu_cost import CpuBook
 from serving.stats import LATENCY_EDGES_S, OUTCOMES, PREDICTION_EDGES, ClientStats, StatsBook
 
 __all__ = ["CONTENT_TYPE", "LABELS", "ServerCollector", "render_metrics"]
@@ -75,8 +78,16 @@ def _buckets(edges: Sequence[float], counts: Sequence[int]) -> list[tuple[str, f
 class ServerCollector:
     """A prometheus_client collector over one server's ``StatsBook`` and routing table."""
 
-    def __init__(self, book: StatsBook, routes: RoutesFn, load_failures: LoadFailuresFn) -> None:
+    def __init__(
+        self,
+        book: StatsBook,
+        routes: RoutesFn,
+        load_failures: LoadFailuresFn,
+        *,
+        cpu: CpuBook | None = None,
+    ) -> None:
         self._book, self._routes, self._load_failures = book, routes, load_failures
+        self._cpu = cpu
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -126,6 +137,8 @@ class ServerCollector:
             failures.add_metric([model, str(version)], count)
         yield from self._client_families({route[0] for route in routes})
         yield from (requests, errors, latency, predictions, feedback, loss, correct)
+        if self._cpu is not None:  # retrain_predict_cpu_seconds_total (serving.cpu_cost)
+            yield self._cpu.family()
         yield from (weight, failures)
 
     def _client_families(self, routed: set[str]) -> Iterator[Metric]:

@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.errors import InvalidInstanceError, InvalidRequestError, ModelError
+from serving.cpu_cost import CpuBook, cpu_timed
+from serving.explain import Explainer
 from serving.faults import FaultInjector
 from serving.follower import AliasFollower
 from serving.limits import ServeLimits
@@ -83,11 +85,15 @@ class ModelServer:
         # instances knows the counters restarted between them.
         self.instance = uuid.uuid4().hex
         self.feedback_log = FeedbackLog(limits.feedback_capacity, limits.feedback_max_predictions)
-        self.collector = ServerCollector(self.book, self._route_weights, self._load_failures)
+        self.cpu = CpuBook()  # prediction CPU seconds per version (serving.cpu_cost)
+        self.collector = ServerCollector(
+            self.book, self._route_weights, self._load_failures, cpu=self.cpu
+        )
         self.retirements = Retirements(limits.retired_series_grace_s, follower.clock)
         follower.route_listeners.append(self.retirements.route_changed)
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: set[str] = set()  # request ids being answered right now
+        self.explainer = Explainer(self)  # ``:explain``, counted apart from predictions
 
     def _route_weights(self) -> list[tuple[str, int, str, float]]:
         return [w for route in list(self.follower.routes.values()) for w in route.weights()]
@@ -98,6 +104,7 @@ class ModelServer:
     def metrics_text(self) -> bytes:
         """``GET /metrics``: the Prometheus exposition, retired versions pruned first."""
         self.retirements.prune(self.book, self.follower)
+        self.cpu.keep_only((s.model, s.version) for s in self.book)
         return render_metrics(self.collector)
 
     def close(self) -> None:
@@ -115,9 +122,10 @@ class ModelServer:
                 await asyncio.sleep(fault.extra_latency_s)
             fault.check()
         if len(instances) <= INLINE_INSTANCES:
-            predictions = _predict(loaded.bundle, instances)
+            predictions, cpu_s = cpu_timed(_predict, loaded.bundle, instances)
         else:
-            predictions = await self._off_loop(_predict, loaded.bundle, instances)
+            predictions, cpu_s = await self._off_loop(cpu_timed, _predict, loaded.bundle, instances)
+        self.cpu.add(loaded.model, loaded.version, cpu_s)  # a refused instance raised above
         if fault is not None and fault.prediction_shift:
             predictions = [p + fault.prediction_shift for p in predictions]
         if not all(math.isfinite(p) for p in predictions):  # never NaN in an answer
@@ -317,4 +325,5 @@ class ModelServer:
             str(v): msg for (m, v), msg in self.follower.load_errors.items() if m == name
         }
         snapshot["instance"] = self.instance
+        snapshot["explain"] = self.explainer.snapshot(name)
         return snapshot

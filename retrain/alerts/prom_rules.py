@@ -109,6 +109,7 @@ def _recordings(t: RuleTiming) -> list[tuple[str, str]]:
     pred = "retrain_prediction_value"
     cdf = f"model_variant_le:{pred}:cdf_{sw}"
     cdf_base = f"model_variant_le:{pred}:cdf_baseline"
+    cpu_s = "retrain_predict_cpu_seconds_total"
     mse = "model_variant:retrain_feedback_squared_error:mean"
     return [
         (f"model:{clients}:increase{w}", f"sum by (model) (increase({clients}[{w}]))"),
@@ -150,6 +151,10 @@ def _recordings(t: RuleTiming) -> list[tuple[str, str]]:
         (
             f"model_variant:retrain_feedback_labels:increase_{lw}",
             f"sum by (model, variant) (increase(retrain_feedback_labels_total[{lw}]))",
+        ),
+        (  # serving cost next to latency: CPU ms per 1000 predictions (serving.cpu_cost)
+            f"model_version:retrain_predict_cpu_ms_per_1k:rate{t.latency_window}",
+            "1e6 * " + _ratio(cpu_s, f"{pred}_count", t.latency_window, "model, version"),
         ),
     ]
 

@@ -79,6 +79,10 @@ def provenance(
         "gate": _gate(events, version),
         "release": _release(events, version),
         "run": _run(settings, lineage),
+        "cost": {
+            "stages": lineage.get("cost") or {},
+            "training_budget": lineage.get("training_budget"),
+        },
         "events": [
             {
                 "id": e.id,

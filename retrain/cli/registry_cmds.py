@@ -197,8 +197,12 @@ def gc(
 ) -> None:
     """Collect blobs older than the grace period that no catalog row references, and the
     snapshots failed retrains stored that nothing else uses (listed in their run.failed)."""
+    from retrain.retention import apply_retention, registered_retention
+
     period = parse_duration(grace)
     with open_registry() as reg, console.status("scanning the blob store ..."):
+        # Past a pipeline's privacy.retention_days first: its blobs then go in the same run.
+        retention = apply_retention(reg, registered_retention(reg), dry_run=not delete)
         report = reg.gc(period, dry_run=not delete)
     verb = "deleted" if delete else "would delete"
     leftovers = set(report.failed_run_snapshots)
@@ -220,6 +224,8 @@ def gc(
         + ("" if delete else " (dry run: add --delete to remove them)"),
         highlight=False,
     )
+    for line in retention.lines() if retention.expired or retention.kept else ():
+        console.print(line, highlight=False, markup=False)
 
 
 @models_app.command("ls")

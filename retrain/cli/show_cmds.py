@@ -19,6 +19,7 @@ from retrain.cli.common import open_registry, settings
 from retrain.cli.digests import shorten_digests
 from retrain.cli.provenance import parse_reference, provenance
 from retrain.terminal import console, render_table
+from tasks.reporting.cost_table import COLUMNS, cost_rows
 
 __all__ = ["models_show"]
 
@@ -81,9 +82,22 @@ def _print(r: dict[str, Any], *, wide: bool) -> None:
         f"mlflow run: {run['mlflow_run_id'] or 'not tracked'}"
         + (f" ({run['mlflow_url']})" if run["mlflow_url"] else ""),
     ])  # fmt: skip
+    _cost(r["cost"])
     rows: list[dict[str, Any]] = r["events"] if wide else shorten_digests(r["events"])
     console.print(render_table(f"events of v{r['version']} ({len(rows)})", rows,
                                ["id", "when", "event", "why", "by"]))  # fmt: skip
+
+
+def _cost(cost: dict[str, Any]) -> None:
+    """The ``Cost`` table (one row per stage the run measured) and where a budget stopped it."""
+    rows = cost_rows(cost["stages"])
+    if rows:
+        console.print(render_table("Cost", rows, COLUMNS))
+    else:
+        _section("cost", [_NONE])
+    stopped = (cost.get("training_budget") or {}).get("stopped")
+    if stopped:
+        _line(f"  {stopped}")
 
 
 def _gate_lines(gate: dict[str, Any] | None) -> list[str]:

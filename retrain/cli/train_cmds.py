@@ -39,7 +39,9 @@ def train(
     An earlier version trained on the same data, spec and code is reused, not trained and
     registered again (training is deterministic: it would be the same bundle).
     """
+    from retrain.config.spec_privacy import pii_key_of
     from retrain.config.wiring import build_tracker
+    from tasks.data.privacy import apply_pii
     from tasks.data.sources import load_frame
     from tasks.pipeline.steps import check_contract, prepare_data, train_candidate, trained_before
     from tasks.training.plan import TrainingRun
@@ -52,7 +54,11 @@ def train(
         if epochs is not None and epochs < 1:
             raise ConfigError(f"--epochs must be at least 1; got {epochs}")
         plan = loaded.plan.with_epochs(epochs)
-        frame = load_frame(data or loaded.dataset.source, **cfg.s3_options)
+        frame = apply_pii(  # personal columns go before the first snapshot
+            load_frame(data or loaded.dataset.source, **cfg.s3_options),
+            plan.privacy,
+            pii_key_of(cfg),
+        )
         prepared = prepare_data(registry, plan, frame)
         if check_contract(registry, plan, frame, prepared) is None:
             console.print("the spec names no data contract: the batch is not validated")
@@ -67,6 +73,7 @@ def train(
                 run_info={"trigger": "cli"},
                 progress_bar=True,
                 actor="cli",
+                memory_budget_mb=cfg.memory_budget_mb,
             )
             result = train_candidate(registry, plan, prepared, run)
             title, rows = "trained", _trained_rows(result, prepared)
@@ -204,6 +211,10 @@ def _print_decision(decision: GateDecision) -> None:
             for s in decision.slices
         ]
         console.print(render_table("slices", rows))
+    if decision.attributions is not None:
+        console.print(render_table("feature attributions", decision.attributions.brief_rows()))
+        for note in decision.attributions.notes:
+            console.print(note, style="yellow", markup=False, highlight=False)
     colour = "green" if decision.passed else "red"
     console.print(
         f"[bold {colour}]{decision.verdict.upper()}[/] {decision.summary}", highlight=False

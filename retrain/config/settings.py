@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Days a decided alert stays in the inbox before the receiver prunes it.",
     )
+    pii_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC-SHA256 that replaces a spec's `privacy.pii: hash` "
+        "columns on load (RETRAIN_PII_KEY); keep it: the same key keeps joins matching.",
+    )
     prometheus_url: str | None = Field(
         default=None,
         description="Prometheus base URL for canary analysis (default: the model server's stats).",
@@ -101,6 +106,13 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL serving registry blobs over HTTP (Prefect artifacts link there; "
         "`retrain up` sets it for its children; default: file:// links to the store).",
+    )
+
+    memory_budget_mb: int = Field(
+        default=1024,
+        ge=64,
+        description="MiB a data stage may hold at once: a local Parquet source larger than "
+        "this is snapshotted, validated and drift-checked in batches (tasks.data.streaming).",
     )
 
     expectations_path: Annotated[list[Path], NoDecode] = Field(

@@ -82,7 +82,7 @@ def render_spec(profile: DataProfile, *, name: str, source: str, paths: InitPath
         "",
         "training:",
         "  max_epochs: 20",
-        "  batch_size: 1024",
+        "  batch_size: auto   # 1024 on CPU; on a GPU it grows with the data",
         "  seed: 0",
         "",
         "gate:",

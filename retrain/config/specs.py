@@ -27,9 +27,12 @@ from models.config import ModelConfig, TrainingConfig
 from registry.errors import ConfigError
 from registry.hashing import digest_bytes
 from retrain.config.spec_parts import DatasetSpec, FeatureSpec, ScheduleSpec, Strict, TriggerSpec
+from retrain.config.spec_privacy import PrivacyPolicy, privacy_problem, spread_sensitive
 from retrain.config.spec_yaml import MODEL_NAME_PATTERN, UniqueKeyLoader, describe_first_error
 from tasks.data.drift import DriftPolicy
+from tasks.gate.behaviour import behaviour_problem
 from tasks.gate.evaluate import GateRules
+from tasks.pipeline.budget import Budget
 from tasks.pipeline.plan import PipelinePlan
 from tasks.release.policy import CanaryPolicy, ReleasePolicy
 from tasks.training.plan import TrainingPlan
@@ -76,6 +79,21 @@ class PipelineSpec(Strict):
     )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     triggers: TriggerSpec = Field(default_factory=TriggerSpec)
+    budget: Budget = Field(
+        default_factory=Budget,
+        description="max_training_minutes, max_gpu_seconds, max_predict_p95_ms, "
+        "max_cpu_ms_per_1k_predictions (all optional).",
+        exclude_if=lambda budget: budget.empty,  # no block: the spec's digest is as before
+    )
+    privacy: PrivacyPolicy = Field(
+        default_factory=PrivacyPolicy,
+        description="pii: {column: drop | hash}, sensitive: [columns], retention_days.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sensitive_everywhere(cls, data: Any) -> Any:
+        return spread_sensitive(data)  # drift and gate mask what privacy calls sensitive
 
     @model_validator(mode="before")
     @classmethod
@@ -124,6 +142,19 @@ class PipelineSpec(Strict):
         for name in self.gate.slices:
             if name not in self.features.categorical:
                 raise ValueError(f"gate.slices: {name!r} is not one of features.categorical")
+        problem = behaviour_problem(
+            self.gate.behaviour, self.features.numeric, self.features.categorical
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        problem = privacy_problem(
+            self.privacy,
+            target=self.target,
+            numeric=self.features.numeric,
+            categorical=self.features.categorical,
+        )
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
@@ -163,6 +194,8 @@ class PipelineSpec(Strict):
             canary=self.canary,
             spec_digest=self.digest,
             release=self.release,
+            budget=self.budget,
+            privacy=self.privacy,
         )
 
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.errors import DriftError
 from tasks.data.drift_result import ColumnDrift, DriftResult
+from tasks.data.privacy import mask_for_report
 from tasks.data.sources import EVENT_TIME
 from tasks.reporting.artifacts import (
     artifact_key,
@@ -94,6 +95,11 @@ class DriftPolicy(BaseModel):
         default=50_000, ge=_MIN_SAMPLE, description="Rows sampled per side; None = all rows."
     )
     seed: int = Field(default=0, description="Seed of the row sample.")
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values the report never shows (a spec fills in "
+        "privacy.sensitive); their drift is measured on masked values.",
+    )
 
 
 def sample_frame(frame: pd.DataFrame, rows: int | None, seed: int, stream: int) -> pd.DataFrame:
@@ -122,6 +128,10 @@ def detect_drift(
     if missing:
         raise DriftError(f"drift columns {missing} are not in the reference data")
     reference, current = _as_categories(reference, policy), _as_categories(current, policy)
+    if policy.sensitive:
+        reference, current = mask_for_report(
+            reference, current, policy.sensitive, categorical=policy.categorical
+        )
     broken = _uncomparable(reference, current, wanted)
     features = [c for c in wanted if c not in broken]
     extras = [

@@ -31,8 +31,10 @@ __all__ = [
     "SOURCE_ENTRY_POINTS",
     "TABLE_SUFFIXES",
     "DatasetSource",
+    "is_large",
     "load_frame",
     "read_table_bytes",
+    "source_size_bytes",
 ]
 
 EVENT_TIME = "event_time"
@@ -41,6 +43,7 @@ SOURCE_ENTRY_POINTS = "retrain.sources"
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 _PARQUET_MAGIC = b"PAR1"
+_GROWTH = 4  # a compressed Parquet file takes about this many times its size as a frame
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,28 @@ def load_frame(
     if parsed.kind == "file":
         return _read_path(Path(parsed.location))
     return _read_plugin(parsed)
+
+
+def source_size_bytes(source: str | Path) -> int | None:
+    """Bytes of a local Parquet source (a file, or a folder's Parquet files); None for any
+    other source (CSV, S3, plug-ins), which is always read whole."""
+    parsed = DatasetSource.parse(source)
+    path = Path(parsed.location)
+    if parsed.kind != "file" or not path.exists():
+        return None
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.suffix.lower() in TABLE_SUFFIXES]
+        if not files or any(p.suffix.lower() == ".csv" for p in files):
+            return None
+        return sum(p.stat().st_size for p in files)
+    return path.stat().st_size if path.suffix.lower() in (".parquet", ".pq") else None
+
+
+def is_large(source: str | Path, budget_mb: int | None) -> bool:
+    """Whether ``source`` is a local Parquet table too large to load whole within
+    ``budget_mb`` MiB (compressed on disk it grows several times in memory)."""
+    size = source_size_bytes(source)
+    return budget_mb is not None and size is not None and size * _GROWTH > budget_mb << 20
 
 
 def read_table_bytes(data: bytes, name: str) -> pd.DataFrame:

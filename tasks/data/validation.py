@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -150,9 +150,13 @@ def validate_and_record(
     name: str,
     dataset_digest: str | None = None,
     contract_digest: str | None = None,
+    sensitive: Collection[str] = (),
 ) -> ValidationResult:
-    """Validate, store the full result in the registry (pass or fail), then raise on failure."""
-    result = validate_frame(frame, contract, raise_on_failure=False)
+    """Validate, store the full result in the registry (pass or fail), then raise on failure;
+    what was observed on ``sensitive`` columns is stored and told as ``[sensitive]``."""
+    from tasks.data.privacy import mask_checks
+
+    result = mask_checks(validate_frame(frame, contract, raise_on_failure=False), sensitive)
     record_validation(
         registry,
         result,

@@ -17,6 +17,7 @@ import pandas as pd
 from models.bootstrap import BootstrapResult, paired_bootstrap
 from models.metrics import compute_metrics, metric_spec
 from registry.errors import ConfigError
+from tasks.data.privacy import masked_labels
 from tasks.gate.model_card import Check, SliceResult
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ def slice_results(
         if feature not in holdout.columns:
             raise ConfigError(f"gate.slices: holdout has no column {feature!r}")
         values = holdout[feature].astype("string").fillna("<missing>").to_numpy()
+        shown = masked_labels(sorted(set(values))) if feature in rules.sensitive else {}
         for value in sorted(set(values)):
             mask = values == value
             rows = int(mask.sum())
@@ -124,7 +126,8 @@ def slice_results(
             diff = spec.sign * (c - h)
             judged = rows >= rules.slice_min_rows and bool(np.isfinite(diff))
             passed = (diff >= -rules.slice_max_regression) if judged else None
-            out.append(SliceResult(feature, str(value), rows, c, h, diff, passed))
+            label = shown.get(value, str(value))
+            out.append(SliceResult(feature, label, rows, c, h, diff, passed))
     return out
 
 

@@ -8,7 +8,8 @@ Both models predict on the same frozen holdout snapshot. The rules (set per pipe
   ``-max_regression``;
 - **slices**: on every value of the named categorical features with enough rows the candidate
   loses at most ``slice_max_regression``;
-- **latency**: p95 of single-instance CPU predictions stays under a budget.
+- **latency**: p95 of single-instance CPU predictions stays under a budget;
+- **behaviour**: invariance and direction checks (``tasks.gate.behaviour``).
 
 A first model (no champion yet) is judged on the absolute rules alone: floor and latency.
 The decision goes to the event log (``gate.decision``), a rejected candidate's status becomes
@@ -27,7 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.metrics import compute_metrics, metric_spec
 from registry.errors import ConfigError
+from tasks.gate.behaviour import BehaviourRules, behaviour_checks
+from tasks.gate.budget_checks import ServingBudget, serving_budget_checks
+from tasks.gate.card_explain import publish_attributions
 from tasks.gate.checks import ChampionComparison, compare_with_champion, floor_check, latency_check
+from tasks.gate.explain import explain_gate
 from tasks.gate.model_card import Check, GateDecision, render_model_card
 from tasks.reporting.artifacts import artifact_key, publish_markdown, publish_table
 
@@ -68,6 +73,29 @@ class GateRules(BaseModel):
         default=50.0, gt=0.0, description="Budget for p95 single-instance CPU latency."
     )
     latency_samples: int = Field(default=200, ge=10, le=10_000)
+    max_holdout_rows: int = Field(
+        default=500_000,
+        ge=1000,
+        description="A bigger holdout snapshot is graded on a seeded sample of this many rows.",
+    )
+    behaviour: BehaviourRules | None = Field(
+        default=None,
+        description="invariance: [{feature, epsilon}], direction: [{feature, sign, tolerance}].",
+        exclude_if=lambda behaviour: behaviour is None,  # no block: the spec's digest as before
+    )
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="Slice features whose values are shown as numbered stand-ins (a spec "
+        "fills in privacy.sensitive).",
+    )
+    explain_rows: int = Field(
+        default=5000, ge=0, description="Holdout rows for feature attributions; 0: none."
+    )
+    explain_repeats: int = Field(default=3, ge=1, le=20)
+    importance_shift: float = Field(
+        default=3.0, gt=1.0, description="Flag a feature whose importance share moves this much."
+    )
+    importance_min_share: float = Field(default=0.05, ge=0.0, le=1.0)
 
     def metric_for(self, task: str) -> str:
         """The gate metric for ``task``; ConfigError if it does not fit the task."""
@@ -88,15 +116,19 @@ def evaluate_candidate(
     holdout_digest: str | None = None,
     record: bool = True,
     actor: str = "gate",
+    budget: ServingBudget | None = None,
 ) -> GateDecision:
     """Judge ``model`` v``candidate_version`` on ``holdout`` (a frame or a snapshot digest).
 
-    ``against`` is an alias name, a version number, or None for no comparison.
+    ``against`` is an alias name, a version number, or None for no comparison; ``budget`` is
+    the spec's serving budget (``tasks.gate.budget_checks``), None for none.
     """
+    sampled_from = None
     if isinstance(holdout, str):
-        from tasks.data.snapshots import read_snapshot
+        from tasks.gate.big_holdout import holdout_frame
 
-        holdout_digest, holdout = holdout, read_snapshot(registry, holdout)
+        holdout_digest = holdout
+        holdout, sampled_from = holdout_frame(registry, holdout, rules)
     candidate = _load_version(registry, model, candidate_version)
     champion_version = _champion_version(registry, model, against)
     if champion_version == candidate_version:
@@ -105,6 +137,11 @@ def evaluate_candidate(
         _load_version(registry, model, champion_version) if champion_version is not None else None
     )
     evidence = _judge(candidate, champion, holdout, rules)
+    evidence.checks.extend(
+        serving_budget_checks(candidate, holdout, budget, samples=rules.latency_samples,
+                              seed=rules.seed, p95_ms=evidence.latency_ms)
+    )  # fmt: skip
+    attributions = explain_gate(candidate, champion, holdout, rules, evidence.metric)
     boot = evidence.comparison.bootstrap if evidence.comparison is not None else None
     decision = GateDecision(
         model=model,
@@ -127,6 +164,8 @@ def evaluate_candidate(
         latency_p95_ms=evidence.latency_ms,
         checks=tuple(evidence.checks),
         rules=rules.model_dump(mode="json"),
+        attributions=attributions,
+        holdout_sampled_from=sampled_from,
     )
     return _record(registry, decision, actor) if record else decision
 
@@ -171,6 +210,8 @@ def _judge(
     if rules.latency_p95_ms is not None:
         latency, check = latency_check(candidate, holdout, rules, rules.latency_p95_ms)
         checks.append(check)
+    if rules.behaviour is not None:  # invariance and direction (tasks.gate.behaviour)
+        checks.extend(behaviour_checks(candidate, holdout, rules.behaviour))
     return _Evidence(metric, cand_metrics, comparison, latency, checks)
 
 
@@ -236,4 +277,7 @@ def _record(registry: Registry, decision: GateDecision, actor: str) -> GateDecis
     key = artifact_key("gate", decision.model)
     publish_markdown(key, card, description=decision.summary)
     publish_table(key + "-checks", decision.check_rows(), description="gate checks")
+    publish_attributions(
+        registry, artifact_key("attributions", decision.model), name, decision.attributions, meta
+    )
     return decision

@@ -10,7 +10,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tasks.gate.card_cost import cost_section
+from tasks.gate.card_explain import attribution_notes, attributions_section
+
+if TYPE_CHECKING:
+    from tasks.gate.explain import Attributions
 
 __all__ = ["Check", "GateDecision", "SliceResult", "render_model_card", "with_release"]
 
@@ -62,6 +68,19 @@ class GateDecision:
     checks: tuple[Check, ...]
     rules: dict[str, Any] = field(default_factory=dict)
     card_digest: str | None = None
+    attributions: Attributions | None = None
+    holdout_sampled_from: int | None = None
+    """The holdout snapshot's rows where it was graded on a seeded sample of them."""
+
+    @property
+    def holdout_note(self) -> str:
+        """How much of the holdout was graded, where a sample of it was (else empty)."""
+        if self.holdout_sampled_from is None:
+            return ""
+        return (
+            f"graded on {self.holdout_rows:,} of {self.holdout_sampled_from:,} holdout rows "
+            "(seeded sample)"
+        )
 
     @property
     def passed(self) -> bool:
@@ -114,6 +133,7 @@ class GateDecision:
             f"gate {self.verdict.upper()} for {self.model} v{self.candidate_version}: {metric} "
             + ", ".join(numbers)
             + f"; checks: {checks or 'none apply'}"
+            + (f"; {self.holdout_note}" if self.holdout_note else "")
         )
 
     def with_card(self, digest: str) -> GateDecision:
@@ -154,8 +174,10 @@ def render_model_card(decision: GateDecision, lineage: Mapping[str, Any] | None 
         *_metrics_section(decision),
         *_bootstrap_note(decision),
         *_slices_section(decision),
+        *attributions_section(decision.attributions),
         *_inputs_section(decision),
         *_lineage_section(lineage),
+        *cost_section(lineage),
     ]
     return "\n".join(lines)
 
@@ -210,6 +232,7 @@ def _verdict_and_checks(d: GateDecision) -> list[str]:
         f"# Model card: {d.model} v{d.candidate_version}",
         "",
         f"**Verdict: {d.verdict.upper()}**" + against,
+        *attribution_notes(d.attributions),
         "",
         "## Checks",
         "",
@@ -224,6 +247,7 @@ def _metrics_section(d: GateDecision) -> list[str]:
         "",
         f"## Holdout metrics ({d.holdout_rows} rows)",
         "",
+        *([d.holdout_note[0].upper() + d.holdout_note[1:] + ".", ""] if d.holdout_note else []),
         "| metric | candidate | champion | difference |",
         "|---|---|---|---|",
         *(

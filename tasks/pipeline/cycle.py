@@ -170,15 +170,19 @@ def check_drift(
     signal: Callable[..., Any] | None = None,
     publish: bool = True,
     say: Callable[[str], None] = print,
+    pii_key: str | None = None,
 ) -> MonitorResult:
     """Compare ``current`` with the champion's training data; on drift, ask the one trigger
     decision whether a retrain may start and record ``drift.detected`` (emitting the Prefect
     event ``retrain-on-drift-<model>`` reacts to only when it may, and when ``publish``).
 
     ``detect``/``signal`` default to the plain drift step and ``signal_drift``; the flow passes
-    their Prefect task faces.
+    their Prefect task faces; ``current`` loses its PII columns first (``pii_key`` hashes).
     """
     from tasks.data.drift_events import signal_drift
+    from tasks.data.privacy import apply_pii
+
+    current = apply_pii(current, spec.plan.privacy, pii_key)
 
     detect = detect or PLAIN_STEPS.drift
     signal = signal or signal_drift

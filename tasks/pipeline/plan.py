@@ -11,7 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tasks.data.drift import DriftPolicy
+from tasks.data.privacy import PrivacyPolicy
 from tasks.gate.evaluate import GateRules
+from tasks.pipeline.budget import Budget
 from tasks.release.policy import CanaryPolicy, ReleasePolicy
 from tasks.training.plan import TrainingPlan
 
@@ -35,6 +37,10 @@ class PipelinePlan:
     canary: CanaryPolicy = field(default_factory=CanaryPolicy)
     spec_digest: str | None = None
     release: ReleasePolicy = field(default_factory=ReleasePolicy)
+    budget: Budget = field(default_factory=Budget)
+    """Training time and serving cost limits (``tasks.pipeline.budget``)."""
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    """PII dropped or hashed on load, sensitive columns never shown (``tasks.data.privacy``)."""
 
     @property
     def model(self) -> str:

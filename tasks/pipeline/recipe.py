@@ -14,9 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from tasks.data.privacy import apply_pii
 from tasks.data.sources import load_frame
+from tasks.data.streaming import LargeTable, large_table
+from tasks.pipeline.costs import CostMeter
 from tasks.pipeline.release_step import describe_outcome, release_candidate
 from tasks.pipeline.runs import (
     RetrainSummary,
@@ -38,6 +42,8 @@ from tasks.training.lineage import code_lineage
 from tasks.training.plan import TrainingRun
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from registry.store import Registry
     from tasks.pipeline.plan import PipelinePlan
     from tasks.release.metric_sources import MetricsSource
@@ -96,6 +102,10 @@ class RetrainEnv:
     s3: Mapping[str, str | None] = field(default_factory=dict)
     actor: str = "retrain-model"
     server: ServerProbe | None = None
+    pii_key: str | None = field(default=None, repr=False)
+    """Key of ``privacy.pii: hash`` columns (``Settings.pii_key``); never logged."""
+    memory_budget_mb: int | None = None
+    """Larger local Parquet sources are streamed (``Settings.memory_budget_mb``); None: never."""
 
 
 def run_retrain(
@@ -107,8 +117,16 @@ def run_retrain(
 ) -> RetrainSummary:
     """Retrain ``plan``'s model; the champion changes only through the gate and the canary."""
     started = time.monotonic()
+    steps = CostMeter(env.run.tracker).wrap(steps)  # each stage's cost, on the candidate
     model = plan.model
-    frame = steps.load(request.source, **env.s3)
+    # Personal columns go before anything is stored, logged or tracked (tasks.data.privacy).
+    # A local Parquet table larger than the memory budget is streamed, never loaded whole.
+    pii = partial(apply_pii, policy=plan.privacy, key=env.pii_key)
+    frame: pd.DataFrame | LargeTable | None = large_table(
+        request.source, env.memory_budget_mb, transform=pii
+    )
+    if frame is None:
+        frame = pii(steps.load(request.source, **env.s3))
     prepared = steps.prepare(registry, plan, frame)
     if plan.contract is None:
         steps.logger().info(

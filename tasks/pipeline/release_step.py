@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from registry.errors import ConfigError
 from registry.release import CHAMPION_ALIAS
+from tasks.gate.card_cost import with_cost
 from tasks.gate.model_card import with_release
 from tasks.release.canary import promote_at_gate, run_canary
 from tasks.release.policy import CanaryOutcome, CanaryPolicy, ReleasePolicy, StepRecord
@@ -118,6 +119,7 @@ def record_release(registry: Registry, outcome: CanaryOutcome, *, actor: str) ->
         f"champion before: {_version(outcome.previous_champion)}; after: {_version(champion)}",
     ]
     headline = describe_outcome(outcome).upper()
+    card = with_cost(card, catalog.get_model_version(outcome.model, outcome.version).lineage)
     card = with_release(card, headline, outcome.reason, details)
     digest = registry.put_bytes(card.encode(), media_type="text/markdown")
     meta = {**(earlier.meta if earlier else {}), "outcome": outcome.status, "mode": outcome.mode}

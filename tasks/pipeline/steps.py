@@ -20,6 +20,7 @@ from tasks.data.drift import DriftPolicy, detect_drift, record_drift
 from tasks.data.drift_result import DriftResult
 from tasks.data.holdout import split_holdout
 from tasks.data.snapshots import Snapshot, read_snapshot, take_snapshot
+from tasks.data.streaming import LargeTable
 from tasks.data.validation import load_suite, validate_and_record
 from tasks.data.validation_result import ValidationResult
 from tasks.gate.evaluate import evaluate_candidate
@@ -55,8 +56,14 @@ class PreparedData:
     holdout: Snapshot
 
 
-def prepare_data(registry: Registry, plan: PipelinePlan, frame: pd.DataFrame) -> PreparedData:
+def prepare_data(
+    registry: Registry, plan: PipelinePlan, frame: pd.DataFrame | LargeTable
+) -> PreparedData:
     """Snapshot the batch, split off its latest rows as holdout, snapshot both parts."""
+    if isinstance(frame, LargeTable):  # larger than the memory budget: streamed
+        from tasks.pipeline.large_steps import prepare_large
+
+        return PreparedData(*prepare_large(registry, plan, frame))
     model = plan.model
     training, holdout = split_holdout(frame, plan.holdout_fraction, seed=plan.training.fitting.seed)
     return PreparedData(
@@ -67,7 +74,7 @@ def prepare_data(registry: Registry, plan: PipelinePlan, frame: pd.DataFrame) ->
 
 
 def check_contract(
-    registry: Registry, plan: PipelinePlan, frame: pd.DataFrame, prepared: PreparedData
+    registry: Registry, plan: PipelinePlan, frame: pd.DataFrame | LargeTable, prepared: PreparedData
 ) -> ValidationResult | None:
     """Run the plan's data contract over the batch (None when the plan names none).
 
@@ -77,6 +84,10 @@ def check_contract(
     suite = contract_suite(registry, plan)
     if suite is None:
         return None
+    if isinstance(frame, LargeTable):  # batch by batch over the stored snapshot
+        from tasks.pipeline.large_steps import check_large
+
+        return check_large(registry, plan, suite, frame, prepared.batch.digest)
     return validate_and_record(
         registry,
         frame,
@@ -84,6 +95,7 @@ def check_contract(
         name=plan.model,
         dataset_digest=prepared.batch.digest,
         contract_digest=plan.contract_digest,
+        sensitive=plan.privacy.sensitive,
     )
 
 
@@ -107,6 +119,7 @@ def train_candidate(
 ) -> TrainResult:
     """Fit the plan on the training snapshot and register the result as a candidate."""
     run = replace(run, run_info={**run.run_info, "gate_rules": plan.gate.model_dump(mode="json")})
+    run = replace(run, limits=plan.budget.training_limits() or run.limits)
     return train_model(
         registry,
         prepared.training.digest,
@@ -173,25 +186,33 @@ def gate_candidate(
 ) -> GateDecision:
     """Judge ``version`` against ``against`` on the holdout with the plan's gate rules."""
     return evaluate_candidate(
-        registry, plan.model, version, holdout_digest, plan.gate, against=against, actor=actor
-    )
+        registry, plan.model, version, holdout_digest, plan.gate, against=against, actor=actor,
+        budget=plan.budget.serving(),
+    )  # fmt: skip
 
 
 def measure_drift(
     registry: Registry,
     reference: pd.DataFrame | str,
-    current: pd.DataFrame | str,
+    current: pd.DataFrame | str | LargeTable,
     policy: DriftPolicy,
     *,
     name: str,
 ) -> DriftResult:
-    """Drift of ``current`` against ``reference`` (frames or snapshot digests); the HTML
-    report is stored as a ``drift_report`` artifact named ``name`` and published."""
+    """Drift of ``current`` against ``reference`` (frames or snapshot digests; a large
+    ``current`` is sampled as it streams); the HTML report is stored as a ``drift_report``
+    artifact named ``name`` and published."""
 
     def frame(data: pd.DataFrame | str) -> pd.DataFrame:
         return read_snapshot(registry, data) if isinstance(data, str) else data
 
-    result = detect_drift(frame(reference), frame(current), policy)
+    if isinstance(current, LargeTable) and isinstance(reference, str):
+        from tasks.pipeline.large_steps import drift_large
+
+        result = drift_large(registry, reference, current, policy)
+    else:
+        assert not isinstance(current, LargeTable), "a large table is compared with a digest"
+        result = detect_drift(frame(reference), frame(current), policy)
     digests = {
         f"{role}_digest": data
         for role, data in (("reference", reference), ("current", current))

@@ -16,6 +16,7 @@ from models.metrics import compute_metrics
 from models.modules import TabularMLP
 from registry.errors import TrainingError
 from registry.records import ModelVersionRecord
+from tasks.training.background import store_background
 from tasks.training.plan import TrainingPlan, TrainingRun
 from tasks.training.prepare import RunIdentity, TrainingArrays
 
@@ -99,7 +100,8 @@ def bundle_and_register(
     """Store the bundle (weights, then manifest) and register it as a ``candidate`` version.
 
     The version's lineage adds the per-run facts (``run.run_info``, the MLflow run id) that
-    the bundle leaves out.
+    the bundle leaves out, and the digest of its explanation background
+    (``tasks.training.background``).
     """
     encoded = encode_bundle(
         net,
@@ -111,6 +113,7 @@ def bundle_and_register(
         lineage=lineage,
     )
     digest = save_bundle(registry.put_bytes, encoded)
+    background = store_background(registry, plan, arrays)  # explanations; not in the bundle
     record = registry.catalog.register_model_version(
         plan.model,
         digest,
@@ -118,7 +121,12 @@ def bundle_and_register(
         status="candidate",
         actor=run.actor,
         reason=f"trained on {dataset_digest}",
-        lineage={**lineage, **dict(run.run_info or {}), "mlflow_run_id": mlflow_run_id},
+        lineage={
+            **lineage,
+            **dict(run.run_info or {}),
+            "mlflow_run_id": mlflow_run_id,
+            "background_digest": background,
+        },
     )
     return StoredCandidate(encoded, digest, record)
 

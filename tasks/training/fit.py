@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tasks.training.bundling import StoredCandidate
     from tasks.training.loop import FitOutcome
 
-__all__ = ["TrainResult", "train_model"]
+__all__ = ["TrainResult", "train_model", "train_result"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class TrainResult:
     mlflow_run_id: str | None
     duration_s: float
     rows: int
+    train_rows_per_s: float = 0.0
+    """Rows per second of the training steps alone (``models.callbacks.StepThroughput``)."""
+    phases: Mapping[str, float] = field(default_factory=dict)
+    """Wall seconds of each part of the run: prepare (read, encode), fit, score, store."""
 
 
 def train_model(
@@ -68,20 +72,34 @@ def train_model(
     (e.g. ``flow_run_id``) differs per run, so it is recorded on the registry version only.
     """
     # torch and Lightning load here, not at import: flows import this module at start-up.
+    from models.budget import budget_stop
     from tasks.training import bundling, loop, prepare
 
     started = time.perf_counter()
     run = run or TrainingRun()
+    from tasks.training import streaming_fit
+
+    if streaming_fit.should_stream(registry, data, run):
+        return streaming_fit.train_streaming(
+            registry, data, plan, run, dataset_digest=dataset_digest, lineage=lineage
+        )
     frame, dataset_digest = prepare.training_frame(registry, data, dataset_digest)
     arrays = prepare.encode_training_data(frame, plan)
     identity = prepare.run_identity(plan, dataset_digest or frame_digest(frame))
+    # The spec's plan names the run; the fit uses its batch and rate for this data and device.
+    plan = prepare.effective_plan(plan, train_rows=len(arrays.train_index))
     # Seeding, building the net and fitting draw from the generators in this order: keep it.
     net, module = prepare.build_network(plan, arrays.preprocessor)
     datamodule = prepare.build_datamodule(arrays, plan.fitting)
+    marks = [time.perf_counter()]
     fitted = loop.fit_plan(plan, run, identity, module, datamodule, rows=arrays.rows)
+    marks.append(time.perf_counter())
+    # Where a budget stopped the fit: a fact of this run, for the version's lineage.
+    run = replace(run, run_info={**run.run_info, **budget_stop(fitted.trainer)})
     if not fitted.trainer.is_global_zero:
-        return _train_result(plan, fitted, None, {}, None, rows=arrays.rows, started=started)
+        return train_result(plan, fitted, None, {}, None, rows=arrays.rows, started=started)
     metrics = bundling.best_validation_metrics(net, fitted.best, plan.task, arrays)
+    marks.append(time.perf_counter())
     manifest = bundling.manifest_lineage(
         plan,
         identity,
@@ -103,13 +121,18 @@ def train_model(
         mlflow_run_id=run_id,
     )
     if tracker is not None:
+        speed = {"train_rows_per_s": fitted.throughput.rows_per_second}
+        tracker.log_metrics(speed, step=fitted.trainer.current_epoch)
         bundling.track_outcome(tracker, metrics, fitted.trainer.current_epoch, stored)
     # Finished: a rerun of the same inputs must train afresh, not resume a done run.
     shutil.rmtree(fitted.ckpt_dir, ignore_errors=True)
-    return _train_result(plan, fitted, stored, metrics, run_id, rows=arrays.rows, started=started)
+    result = train_result(plan, fitted, stored, metrics, run_id, rows=arrays.rows, started=started)
+    marks.append(time.perf_counter())
+    spans = zip(("prepare", "fit", "score", "store"), [started, *marks[:-1]], marks, strict=True)
+    return replace(result, phases={name: end - begin for name, begin, end in spans})
 
 
-def _train_result(
+def train_result(
     plan: TrainingPlan,
     fitted: FitOutcome,
     stored: StoredCandidate | None,
@@ -132,4 +155,5 @@ def _train_result(
         mlflow_run_id=run_id,
         duration_s=time.perf_counter() - started,
         rows=rows,
+        train_rows_per_s=fitted.throughput.rows_per_second,
     )

@@ -22,6 +22,8 @@ _CODE_FILES = (
     "tasks/training/prepare.py",
     "tasks/training/loop.py",
     "tasks/training/bundling.py",
+    "tasks/training/streaming_fit.py",
+    "tasks/training/background.py",
 )
 
 

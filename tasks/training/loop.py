@@ -16,12 +16,14 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
+from models.budget import TrainingBudget
 from models.callbacks import (
     BestWeights,
     EpochMetrics,
     EpochSeed,
     ProgressCallback,
     ResumableEarlyStopping,
+    StepThroughput,
 )
 from models.config import TrainingConfig, resolve_precision
 from tasks.reporting.artifacts import ProgressReporter, artifact_key
@@ -55,6 +57,7 @@ class FitOutcome:
     resumed_from: Path | None
     precision: str
     tracker: Tracker | None  # None where nothing is tracked, and on DDP ranks other than zero
+    throughput: StepThroughput
 
 
 def fit_plan(
@@ -74,10 +77,11 @@ def fit_plan(
     precision = resolve_precision(fitting.precision, fitting.accelerator)
     tracker = start_tracking(run.tracker, plan, identity, rows=rows, precision=precision)
     best = BestWeights("val_loss")
+    throughput = StepThroughput()
     trainer = build_trainer(
         fitting,
         precision,
-        build_callbacks(plan, run, tracker, ckpt_dir, best),
+        [*build_callbacks(plan, run, tracker, ckpt_dir, best), throughput],
         ckpt_dir=ckpt_dir,
         progress_bar=run.progress_bar,
     )
@@ -89,7 +93,7 @@ def fit_plan(
         tracker=tracker,
         cpu_threads=fitting.cpu_threads,
     )
-    return FitOutcome(trainer, best, ckpt_dir, resumed_from, precision, tracker)
+    return FitOutcome(trainer, best, ckpt_dir, resumed_from, precision, tracker, throughput)
 
 
 def checkpoint_dir(root: Path | None, inputs_digest: str) -> Path:
@@ -160,6 +164,7 @@ def build_callbacks(
         ProgressCallback(reporter.update),
         *([EpochMetrics(tracker.log_metrics)] if tracker is not None else []),
         *([RichProgressBar()] if run.progress_bar else []),
+        *([TrainingBudget(run.limits)] if run.limits is not None and run.limits.limited else []),
         *run.callbacks,
     ]
 

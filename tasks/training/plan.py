@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.budget import TrainingLimits
 from models.config import ModelConfig, TrainingConfig
 
 if TYPE_CHECKING:
@@ -56,3 +57,10 @@ class TrainingRun:
     progress_bar: bool = False
     callbacks: Sequence[Any] = ()
     actor: str = "system"
+    streaming: bool = False
+    """Stream the data's Parquet row groups instead of loading it (``streaming_fit``)."""
+    memory_budget_mb: int | None = None
+    """MiB a run may hold (``Settings.memory_budget_mb``); a bigger snapshot streams. None:
+    ``streaming_fit.DEFAULT_MEMORY_BUDGET_MB``."""
+    limits: TrainingLimits | None = None
+    """The fit's budget of time and GPU-seconds (``models.budget``; None: none)."""

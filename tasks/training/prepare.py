@@ -14,7 +14,12 @@ import lightning as L
 import numpy as np
 import pandas as pd
 
-from models.config import TrainingConfig
+from models.config import (
+    TrainingConfig,
+    resolve_batch_size,
+    resolve_learning_rate,
+    uses_gpu,
+)
 from models.lightning_module import TabularModule
 from models.modules import TabularMLP, embedding_dims_for
 from models.preprocessing import Preprocessor, target_values
@@ -30,6 +35,7 @@ __all__ = [
     "TrainingArrays",
     "build_datamodule",
     "build_network",
+    "effective_plan",
     "encode_training_data",
     "run_identity",
     "training_frame",
@@ -112,6 +118,15 @@ def run_identity(plan: TrainingPlan, dataset_digest: str) -> RunIdentity:
     return RunIdentity(dataset_digest, key, code)
 
 
+def effective_plan(plan: TrainingPlan, *, train_rows: int) -> TrainingPlan:
+    """``plan`` with a concrete batch size and learning rate for ``train_rows`` rows on the
+    device this run trains on (``models.config.resolve_batch_size``): what the bundle's
+    lineage records. The spec's own plan (``auto`` included) keeps naming the run."""
+    fitting = plan.fitting
+    batch = resolve_batch_size(fitting, train_rows, gpu=uses_gpu(fitting.accelerator))
+    return plan.with_fitting(batch_size=batch, learning_rate=resolve_learning_rate(fitting, batch))
+
+
 def build_network(plan: TrainingPlan, pre: Preprocessor) -> tuple[TabularMLP, TabularModule]:
     """The net sized for ``pre``'s features and the Lightning module that trains it.
 
@@ -130,8 +145,20 @@ def build_network(plan: TrainingPlan, pre: Preprocessor) -> tuple[TabularMLP, Ta
         dropout=arch.dropout,
         activation=arch.activation,
     )
-    module = TabularModule(net, plan.task, fitting.learning_rate, fitting.weight_decay)  # type: ignore[arg-type]  # task checked by target_values
+    module = TabularModule(
+        net,
+        plan.task,  # type: ignore[arg-type]  # checked by target_values
+        _concrete(fitting.learning_rate, "learning_rate"),
+        fitting.weight_decay,
+        cuda_graphs=fitting.cuda_graphs,
+    )
     return net, module
+
+
+def _concrete(value: float | str, name: str) -> float:
+    if isinstance(value, str):
+        raise TypeError(f"training.{name} is {value!r}: resolve the plan with effective_plan")
+    return value
 
 
 def build_datamodule(arrays: TrainingArrays, fitting: TrainingConfig) -> TabularDataModule:
@@ -142,6 +169,7 @@ def build_datamodule(arrays: TrainingArrays, fitting: TrainingConfig) -> Tabular
         arrays.fit_target,
         train_index=arrays.train_index,
         val_index=arrays.val_index,
-        batch_size=fitting.batch_size,
+        batch_size=int(_concrete(fitting.batch_size, "batch_size")),
         seed=fitting.seed,
+        val_batch_size=65_536 if uses_gpu(fitting.accelerator) else 8192,
     )

@@ -37,7 +37,7 @@ def pipeline(tmp_path: Path, prefect_harness: None) -> Iterator[tuple[Settings, 
             "training": spec.training.model_copy(update={"max_epochs": 2}),
             "triggers": spec.triggers.model_copy(update={"cooldown_minutes": 60}),
             # This is about triggers, not quality: a two-epoch model only has to exist.
-            "gate": spec.gate.model_copy(update={"floor": 0.5}),
+            "gate": spec.gate.model_copy(update={"floor": 0.5, "behaviour": None}),
         }
     )
     register_spec(registry, spec)

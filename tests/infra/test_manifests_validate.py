@@ -191,8 +191,8 @@ def test_the_worker_values_poll_the_right_pools_with_an_image_that_can() -> None
         "retrain.io/egress-prefect": "true",
         "retrain.io/egress-https": "true",
     }
-    assert cpu["apiConfig"] == "selfHostedServer"
-    assert cpu["selfHostedServerApiConfig"]["apiUrl"] == "http://prefect-server:4200/api"
+    assert cpu["apiConfig"] == "server"
+    assert cpu["serverApiConfig"]["apiUrl"] == "http://prefect-server:4200/api"
     assert (cpu["config"]["workPool"], gpu["config"]["workPool"]) == (
         "retrain-k8s",
         "retrain-k8s-gpu",

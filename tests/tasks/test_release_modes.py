@@ -193,6 +193,7 @@ def _small_plan() -> PipelinePlan:
     spec["model"] = {"hidden_sizes": [16]}
     spec["training"].update(max_epochs=2, batch_size=256)
     spec["gate"].update(floor=0.3, latency_p95_ms=None, max_regression=0.5)
+    spec["gate"].pop("behaviour", None)  # two epochs do not learn every direction
     return dataclasses.replace(parse_spec(yaml.safe_dump(spec)).plan, contract=None)
 
 
@@ -224,9 +225,10 @@ def test_a_retrain_carries_its_outcome_and_logs_its_decisions(
     gate_line = next(line for line in logged if line.startswith(f"gate PASS for {name} v2: "))
     assert "roc_auc candidate " in gate_line and ", champion v1 " in gate_line
     assert ", floor 0.3000, difference +0.0000, 95% CI [" in gate_line
+    after_gate = [line for line in logged[logged.index(gate_line) + 1 :] if "cost of" not in line]
     assert (
         f"release of {name} v2: not released: no model server answers at {dead_url}"
-        in logged[logged.index(gate_line) + 1]
+        in after_gate[0]
     )
     # The candidate waits; a batch-scoring team releases it without a server.
     code, output = retrain_cli("release", name, "2", "--mode", "gate")

@@ -1,0 +1,334 @@
+"""Training batches streamed from a Parquet file, row group by row group, never all in memory.
+
+The in-memory path (``models.tensor_data``) moves the whole split to the device once; this one
+reads a few row groups at a time, so a dataset larger than memory trains in bounded memory:
+
+- **Split rule.** A row is a validation row when a 64-bit hash of (seed, its global row index
+  in the file) falls below ``val_fraction`` (``validation_mask``). It needs no permutation of
+  all rows, so it is decided chunk by chunk, and the same rows are validation every epoch. It
+  is not ``split_indices`` (a permutation of all rows): the same data and seed give another
+  split, hence another model, than the in-memory path; bundles record ``data_path``.
+- **Order.** Each epoch visits the row groups in an order seeded by (seed, epoch); rows are
+  shuffled within a buffer of a few row groups (``buffer_rows``, sized from the memory budget)
+  by a generator seeded by (seed, epoch, rank). Same data and seed give the same batches.
+- **Encoding.** Each row group is encoded with the fitted ``Preprocessor`` as it is read.
+- **Devices.** On CUDA, ``CudaPrefetcher`` pins each host batch and copies the next one on a
+  side stream while the current one trains; elsewhere it yields the batches as they come.
+- **DDP.** Rank ``r`` of ``w`` takes row groups ``r, r + w, ...`` of each epoch's order, and
+  every rank stops after the same number of batches: a lower bound independent of the order
+  (the rows of its ``G // w`` smallest row groups), so collectives stay in step. A few rows
+  per epoch are then left out on the larger ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+
+from models.preprocessing import Preprocessor
+
+__all__ = [
+    "CudaPrefetcher",
+    "HostBatch",
+    "StreamSplit",
+    "StreamingDataModule",
+    "TrainStream",
+    "ValStream",
+    "group_order",
+    "read_group",
+    "validation_mask",
+]
+
+HostBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+_MASK64 = (1 << 64) - 1
+
+
+def validation_mask(first_row: int, rows: int, seed: int, val_fraction: float) -> np.ndarray:
+    """Which of the rows ``first_row .. first_row + rows - 1`` (global indices) are validation
+    rows: splitmix64 of (index + a seed-derived offset), as a uniform in [0, 1), < fraction."""
+    offset = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK64)
+    z = np.arange(first_row, first_row + rows, dtype=np.uint64) + offset
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    uniform = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    mask: np.ndarray = uniform < val_fraction
+    return mask
+
+
+def group_order(groups: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch ``epoch`` visits ``groups`` row groups, seeded by (seed, epoch)."""
+    order: np.ndarray = np.random.default_rng([seed, epoch, 0x5EED]).permutation(groups)
+    return order
+
+
+@dataclass(frozen=True)
+class StreamSplit:
+    """A Parquet file's row groups and, per group, its training and validation row counts."""
+
+    path: Path
+    columns: tuple[str, ...]
+    group_rows: tuple[int, ...]
+    train_rows: tuple[int, ...]
+    val_rows: tuple[int, ...]
+    seed: int
+    val_fraction: float
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Global index of each row group's first row."""
+        return tuple(int(x) for x in np.cumsum((0, *self.group_rows[:-1])))
+
+    @property
+    def rows(self) -> int:
+        return sum(self.group_rows)
+
+    def chunk(self, group: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """Row group ``group`` as a frame and its validation mask."""
+        frame = read_group(self.path, group, self.columns)
+        mask = validation_mask(self.offsets[group], len(frame), self.seed, self.val_fraction)
+        return frame, mask
+
+
+def read_group(path: Path, group: int, columns: Sequence[str]) -> pd.DataFrame:
+    """One row group of ``path`` (only ``columns``) as a pandas frame."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        table = parquet.read_row_group(group, columns=list(columns))
+    return table.to_pandas()
+
+
+def encode(
+    frame: pd.DataFrame, pre: Preprocessor, target: str, regression: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(numeric float32, codes int64, the target as the net learns it, float32)."""
+    num, cat = pre.transform(frame)
+    y = frame[target].to_numpy(dtype=np.float64)
+    if regression:
+        y = (y - pre.target_mean) / pre.target_std
+    return num, cat, y.astype(np.float32)
+
+
+class _Stream:
+    def __init__(
+        self,
+        split: StreamSplit,
+        pre: Preprocessor,
+        *,
+        target: str,
+        regression: bool,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.split, self.pre, self.target, self.regression = split, pre, target, regression
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+
+    def _encoded(self, groups: Iterable[int], keep_val: bool) -> Iterator[tuple[np.ndarray, ...]]:
+        for group in groups:
+            frame, val = self.split.chunk(int(group))
+            keep = val if keep_val else ~val
+            if keep.any():
+                yield encode(frame[keep], self.pre, self.target, self.regression)
+
+
+class TrainStream(_Stream):
+    """One epoch's training batches: shuffled row groups, rows shuffled within a buffer."""
+
+    def __init__(
+        self, *args: Any, seed: int, buffer_rows: int, epoch: Callable[[], int], **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.seed, self.buffer_rows, self.epoch = seed, max(1, buffer_rows), epoch
+
+    def __len__(self) -> int:
+        rows = self.split.train_rows
+        if self.world_size == 1:
+            return -(-sum(rows) // self.batch_size)
+        per_rank = len(rows) // self.world_size
+        return max(1, sum(sorted(rows)[:per_rank]) // self.batch_size)
+
+    def __iter__(self) -> Iterator[HostBatch]:
+        epoch = self.epoch()
+        order = group_order(len(self.split.group_rows), self.seed, epoch)
+        order = order[self.rank :: self.world_size]
+        rng = np.random.default_rng([self.seed, epoch, self.rank])
+        limit = len(self)
+        done = 0
+        pending: list[tuple[np.ndarray, ...]] = []
+        held = 0
+        chunks = self._encoded(order, keep_val=False)
+        for chunk in _with_end(chunks):  # None marks the end: flush the buffer
+            if chunk is not None:
+                pending.append(chunk)
+                held += len(chunk[0])
+                if held < self.buffer_rows:
+                    continue
+            if not pending:
+                break
+            num, cat, y = (np.concatenate(parts) for parts in zip(*pending, strict=True))
+            perm = rng.permutation(len(num))
+            full = len(num) if chunk is None else len(num) - len(num) % self.batch_size
+            for start in range(0, full, self.batch_size):
+                if done == limit:
+                    return
+                idx = perm[start : start + self.batch_size]
+                yield (
+                    torch.from_numpy(num[idx]),
+                    torch.from_numpy(cat[idx]),
+                    torch.from_numpy(y[idx]),
+                )
+                done += 1
+            rest = perm[full:]
+            pending = [(num[rest], cat[rest], y[rest])] if len(rest) else []
+            held = len(rest)
+
+
+def _with_end(chunks: Iterator[tuple[np.ndarray, ...]]) -> Iterator[tuple[np.ndarray, ...] | None]:
+    yield from chunks
+    yield None
+
+
+class ValStream(_Stream):
+    """The validation rows, row group by row group in file order (this rank's stride)."""
+
+    def groups(self) -> range:
+        return range(self.rank, len(self.split.group_rows), self.world_size)
+
+    def __len__(self) -> int:
+        rows = self.split.val_rows
+        return sum(-(-rows[g] // self.batch_size) for g in self.groups())
+
+    def __iter__(self) -> Iterator[HostBatch]:
+        for num, cat, y in self._encoded(self.groups(), keep_val=True):
+            for start in range(0, len(num), self.batch_size):
+                part = slice(start, start + self.batch_size)
+                yield (
+                    torch.from_numpy(num[part]),
+                    torch.from_numpy(cat[part]),
+                    torch.from_numpy(y[part]),
+                )
+
+    def arrays(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(numeric, codes, target in the data's own units) per row group's validation rows."""
+        for group in self.groups():
+            frame, val = self.split.chunk(group)
+            if val.any():
+                rows = frame[val]
+                num, cat = self.pre.transform(rows)
+                yield num, cat, rows[self.target].to_numpy(dtype=np.float64)
+
+
+class CudaPrefetcher:
+    """Host batches moved to ``device``: on CUDA the next batch is pinned and copied on a side
+    stream (non-blocking) while the current one trains; on any other device it is unchanged."""
+
+    def __init__(self, batches: Iterable[HostBatch], device: torch.device) -> None:
+        self.batches, self.device = batches, device
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]  # the streams above are sized
+
+    def __iter__(self) -> Iterator[HostBatch]:
+        if self.device.type != "cuda":
+            yield from self.batches
+            return
+        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]  # torch's stub
+        source = iter(self.batches)
+
+        def load() -> HostBatch | None:
+            host = next(source, None)
+            if host is None:
+                return None
+            pinned = [t.pin_memory() for t in host]
+            with torch.cuda.stream(side):
+                return tuple(t.to(self.device, non_blocking=True) for t in pinned)  # type: ignore[return-value]  # a 3-tuple
+
+        upcoming = load()
+        while upcoming is not None:
+            main = torch.cuda.current_stream(self.device)
+            main.wait_stream(side)
+            current = upcoming
+            for t in current:
+                t.record_stream(main)  # the side stream allocated it; the main one uses it
+            upcoming = load()
+            yield current
+
+
+class StreamingDataModule(L.LightningDataModule):
+    """Training and validation batches streamed from ``split``'s Parquet file."""
+
+    def __init__(
+        self,
+        split: StreamSplit,
+        pre: Preprocessor,
+        *,
+        target: str,
+        regression: bool,
+        batch_size: int,
+        seed: int,
+        buffer_rows: int,
+    ) -> None:
+        super().__init__()
+        self.split, self.pre, self.target, self.regression = split, pre, target, regression
+        self.batch_size, self.seed, self.buffer_rows = batch_size, seed, buffer_rows
+        self.device = torch.device("cpu")
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None:
+            self.device = self.trainer.strategy.root_device
+
+    def _ranks(self) -> dict[str, int]:
+        trainer = self.trainer
+        return {
+            "rank": trainer.global_rank if trainer else 0,
+            "world_size": trainer.world_size if trainer else 1,
+        }
+
+    def train_dataloader(self) -> CudaPrefetcher:
+        trainer = self.trainer
+        stream = TrainStream(
+            self.split,
+            self.pre,
+            target=self.target,
+            regression=self.regression,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            buffer_rows=self.buffer_rows,
+            epoch=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
+            **self._ranks(),
+        )
+        return CudaPrefetcher(stream, self.device)
+
+    def val_dataloader(self) -> CudaPrefetcher:
+        stream = self.val_stream(max(self.batch_size, 8192), **self._ranks())
+        return CudaPrefetcher(stream, self.device)
+
+    def val_stream(self, batch_size: int, rank: int = 0, world_size: int = 1) -> ValStream:
+        return ValStream(
+            self.split,
+            self.pre,
+            target=self.target,
+            regression=self.regression,
+            batch_size=batch_size,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # The prefetcher already moved it; skip Lightning's generic collection walk.
+        if isinstance(batch, tuple) and all(
+            isinstance(t, torch.Tensor) and t.device == device for t in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
