@@ -38,7 +38,10 @@ bench: setup
 	$(PY) bench/registry.py
 	$(PY) bench/data.py
 	$(PY) bench/train.py
+	$(PY) bench/gate_attributions.py
+	$(PY) bench/retrain_big.py
 	$(PY) bench/serving.py
+	$(PY) bench/explain.py
 	$(PY) bench/orchestration.py
 
 clean:

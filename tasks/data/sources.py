@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,15 +76,21 @@ def load_frame(
     s3_endpoint_url: str | None = None,
     s3_region: str | None = None,
     s3_client: Any = None,
+    transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Read ``source`` into one frame; ``DataSourceError`` says what was wrong with it."""
+    """Read ``source`` into one frame; ``DataSourceError`` says what was wrong with it.
+
+    ``transform`` (e.g. dropping personal columns) applies before the frame is returned, so a
+    task that loads never hands the raw frame to anything else."""
     parsed = DatasetSource.parse(source)
     if parsed.kind == "s3":
         client = s3_client or _s3_client(s3_endpoint_url, s3_region)
-        return _read_s3(client, parsed.location, parsed.params["prefix"])
-    if parsed.kind == "file":
-        return _read_path(Path(parsed.location))
-    return _read_plugin(parsed)
+        frame = _read_s3(client, parsed.location, parsed.params["prefix"])
+    elif parsed.kind == "file":
+        frame = _read_path(Path(parsed.location))
+    else:
+        frame = _read_plugin(parsed)
+    return frame if transform is None else transform(frame)
 
 
 def source_size_bytes(source: str | Path) -> int | None:

@@ -126,7 +126,7 @@ def run_retrain(
         request.source, env.memory_budget_mb, transform=pii
     )
     if frame is None:
-        frame = pii(steps.load(request.source, **env.s3))
+        frame = steps.load(request.source, transform=pii, **env.s3)
     prepared = steps.prepare(registry, plan, frame)
     if plan.contract is None:
         steps.logger().info(
