@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -18,6 +18,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from tasks.data.sources import S3Options
 
 __all__ = ["Settings"]
 
@@ -160,7 +163,7 @@ class Settings(BaseSettings):
         return self.blob_url or (self.home / "blobs").resolve().as_uri()
 
     @property
-    def s3_options(self) -> dict[str, str | None]:
+    def s3_options(self) -> S3Options:
         """Keyword arguments naming the S3 endpoint and region, for dataset sources."""
         return {"s3_endpoint_url": self.s3_endpoint_url, "s3_region": self.s3_region}
 

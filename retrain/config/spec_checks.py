@@ -23,6 +23,7 @@ from registry.errors import ConfigError, DataSourceError
 
 if TYPE_CHECKING:
     from retrain.config.specs import PipelineSpec
+    from tasks.data.sources import S3Options
 
 __all__ = ["SpecCheck", "check_sample", "check_spec"]
 
@@ -46,11 +47,12 @@ def check_spec(
     *,
     data: bool = True,
     sample_rows: int = 20_000,
-    s3: Mapping[str, str | None] | None = None,
+    s3: S3Options | None = None,
 ) -> SpecCheck:
     """Check ``spec`` (loaded from a file, with its contract read) as described above;
     ``data=False`` skips everything that reads the source (``--no-check``)."""
     from tasks.data.sampling import load_sample
+    from tasks.data.sources import NO_S3
     from tasks.data.validation import check_suite
 
     report = SpecCheck()
@@ -65,7 +67,7 @@ def check_spec(
         return report
     source = spec.dataset.source
     try:
-        sample = load_sample(source, rows=sample_rows, **dict(s3 or {}))
+        sample = load_sample(source, rows=sample_rows, **(s3 or NO_S3))
     except DataSourceError as exc:
         report.problems.append(
             f"dataset.source: {exc} (or register with --no-check if only workers can read it)"

@@ -20,7 +20,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
@@ -68,6 +68,16 @@ class DatasetSource:
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             return cls(parts.scheme, parts.netloc, query)
         return cls("file", text)
+
+
+class S3Options(TypedDict):
+    """Where S3 sources live: ``load_frame(source, **options)``."""
+
+    s3_endpoint_url: str | None
+    s3_region: str | None
+
+
+NO_S3 = S3Options(s3_endpoint_url=None, s3_region=None)
 
 
 def load_frame(

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from tasks.data.privacy import apply_pii
-from tasks.data.sources import load_frame
+from tasks.data.sources import NO_S3, S3Options, load_frame
 from tasks.data.streaming import LargeTable, large_table
 from tasks.pipeline.costs import CostMeter
 from tasks.pipeline.release_step import describe_outcome, release_candidate
@@ -99,7 +99,7 @@ class RetrainEnv:
 
     metrics: MetricsSource
     run: TrainingRun = field(default_factory=TrainingRun)
-    s3: Mapping[str, str | None] = field(default_factory=dict)
+    s3: S3Options = field(default_factory=lambda: NO_S3)
     actor: str = "retrain-model"
     server: ServerProbe | None = None
     pii_key: str | None = field(default=None, repr=False)
