@@ -306,24 +306,14 @@ def bench_train_model_devices(rows: int, epochs: int, device: str = "gpu") -> No
 
 
 def _train_once(frame: Any, fitting: Any) -> tuple[Any, float]:
-    from models.config import ModelConfig
     from retrain.config.settings import Settings
     from retrain.config.wiring import build_registry
-    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET
     from tasks.training.fit import train_model
-    from tasks.training.plan import TrainingPlan, TrainingRun
+    from tasks.training.plan import TrainingRun, loans_plan
 
     with tempfile.TemporaryDirectory() as home:
         registry = build_registry(Settings(home=Path(home)))
-        plan = TrainingPlan(
-            model="bench",
-            target=TARGET,
-            task="binary",
-            numeric=tuple(FEATURES_NUMERIC),
-            categorical=tuple(FEATURES_CATEGORICAL),
-            architecture=ModelConfig(),
-            fitting=fitting,
-        )
+        plan = loans_plan("bench", fitting=fitting)
         start = time.perf_counter()
         result = train_model(registry, frame, plan, TrainingRun(checkpoint_root=Path(home) / "c"))
         wall = time.perf_counter() - start
@@ -374,25 +364,17 @@ def bench_gate(rows: int, resamples: int) -> None:
 
 
 def _bench_full_gate(rows: int, resamples: int) -> None:
-    from models.config import ModelConfig, TrainingConfig
+    from models.config import TrainingConfig
     from retrain.config.settings import Settings
     from retrain.config.wiring import build_registry
-    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+    from tasks.data.simulator import simulate
     from tasks.gate.evaluate import GateRules, evaluate_candidate
     from tasks.training.fit import train_model
-    from tasks.training.plan import TrainingPlan, TrainingRun
+    from tasks.training.plan import TrainingRun, loans_plan
 
     with tempfile.TemporaryDirectory() as home:
         registry = build_registry(Settings(home=Path(home)))
-        plan = TrainingPlan(
-            model="bench",
-            target=TARGET,
-            task="binary",
-            numeric=tuple(FEATURES_NUMERIC),
-            categorical=tuple(FEATURES_CATEGORICAL),
-            architecture=ModelConfig(),
-            fitting=TrainingConfig(max_epochs=2),
-        )
+        plan = loans_plan("bench", fitting=TrainingConfig(max_epochs=2))
         run = TrainingRun(checkpoint_root=Path(home) / "ck")
         v1 = train_model(registry, simulate(5000, seed=1), plan, run).version
         v2 = train_model(registry, simulate(5000, seed=2), plan, run).version

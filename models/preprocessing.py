@@ -31,6 +31,7 @@ __all__ = [
     "MAX_STANDARDISED",
     "UNKNOWN_CODE",
     "Preprocessor",
+    "checked_target",
     "target_values",
     "vocabulary_from_counts",
 ]
@@ -257,8 +258,14 @@ def target_values(frame: pd.DataFrame, target: str, task: str) -> np.ndarray:
         raise TrainingError(f"training data has no target column {target!r}")
     if len(frame) < 10:
         raise TrainingError(f"training data has {len(frame)} rows; at least 10 are needed")
+    return checked_target(frame[target], target, task)
+
+
+def checked_target(series: pd.Series, target: str, task: str) -> np.ndarray:
+    """``series`` (the target column, or a chunk of it) as float64: numeric, no missing
+    values, and only 0 and 1 for a binary task; TrainingError saying which is not."""
     try:
-        y: np.ndarray = frame[target].to_numpy(dtype=np.float64)
+        y: np.ndarray = series.to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"target {target!r} must be numeric") from exc
     if not np.isfinite(y).all():

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 
 from models.preprocessing import Preprocessor
+from models.tensor_data import OnDeviceBatches
 
 __all__ = [
     "CudaPrefetcher",
@@ -263,8 +263,9 @@ class CudaPrefetcher:
             yield current
 
 
-class StreamingDataModule(L.LightningDataModule):
-    """Training and validation batches streamed from ``split``'s Parquet file."""
+class StreamingDataModule(OnDeviceBatches):
+    """Training and validation batches streamed from ``split``'s Parquet file (moved by the
+    prefetcher, so Lightning's own transfer is skipped)."""
 
     def __init__(
         self,
@@ -322,13 +323,3 @@ class StreamingDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
         )
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # The prefetcher already moved it; skip Lightning's generic collection walk.
-        if isinstance(batch, tuple) and all(
-            isinstance(t, torch.Tensor) and t.device == device for t in batch
-        ):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)

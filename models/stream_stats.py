@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from models.categories import category_kind, category_names
-from models.preprocessing import Preprocessor, vocabulary_from_counts
+from models.preprocessing import Preprocessor, checked_target, vocabulary_from_counts
 from models.stream_data import StreamSplit, read_group, validation_mask
 from registry.errors import TrainingError
 
@@ -101,7 +101,7 @@ def fit_streaming(
         frame = read_group(path, group, columns)
         val = validation_mask(first, rows, seed, val_fraction)
         first += rows
-        _check_target(frame[target], target, task)
+        checked_target(frame[target], target, task)
         train = frame[~val]
         train_rows.append(len(train))
         val_rows.append(rows - len(train))
@@ -148,17 +148,6 @@ def _finite_numbers(series: pd.Series, name: str) -> np.ndarray:
             f"feature {name!r} has missing or infinite values; validate the data first"
         )
     return values
-
-
-def _check_target(series: pd.Series, target: str, task: str) -> None:
-    try:
-        y = series.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TrainingError(f"target {target!r} must be numeric") from exc
-    if not np.isfinite(y).all():
-        raise TrainingError(f"target {target!r} has missing values; validate the data first")
-    if task == "binary" and not np.isin(y, (0.0, 1.0)).all():
-        raise TrainingError(f"binary target {target!r} must hold only 0 and 1")
 
 
 def _count(counter: Counter[str], series: pd.Series) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from registry.errors import ConfigError
-from tasks.data.validation import _build_suite, _key
+from tasks.data.validation import _build_suite, _key, gx_batch_definition, run_gx_batch
 from tasks.data.validation_result import ValidationResult, check_from_gx
 
 __all__ = [
@@ -75,7 +75,6 @@ _ACROSS_BATCHES = frozenset(
         "expect_column_values_to_be_decreasing",
     }
 )
-_RESULT_FORMAT: dict[str, Any] = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
 @dataclass
@@ -255,23 +254,8 @@ class _GxRunner:
 
     def validate(self, frame: pd.DataFrame, gx_suite: Any) -> Any:
         if self._definition is None:
-            import great_expectations as gx
-            from great_expectations.data_context.types.base import (
-                DataContextConfig,
-                InMemoryStoreBackendDefaults,
-                ProgressBarsConfig,
-            )
-
-            config = DataContextConfig(
-                store_backend_defaults=InMemoryStoreBackendDefaults(),
-                analytics_enabled=False,
-                progress_bars=ProgressBarsConfig(globally=False),
-            )
-            context = gx.get_context(mode="ephemeral", project_config=config)
-            asset = context.data_sources.add_pandas("frame").add_dataframe_asset("batch")
-            self._definition = asset.add_batch_definition_whole_dataframe("whole")
-        batch = self._definition.get_batch(batch_parameters={"dataframe": frame})
-        return batch.validate(gx_suite, result_format=_RESULT_FORMAT)
+            self._definition = gx_batch_definition()
+        return run_gx_batch(self._definition, frame, gx_suite)
 
 
 def _combine(before: _Outcome, later: _Outcome, kind: str) -> _Outcome:

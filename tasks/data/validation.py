@@ -205,6 +205,12 @@ def _build_suite(suite: Mapping[str, Any]) -> Any:
 
 
 def _run_gx(frame: pd.DataFrame, gx_suite: Any) -> Any:
+    return run_gx_batch(gx_batch_definition(), frame, gx_suite)
+
+
+def gx_batch_definition() -> Any:
+    """A GX batch definition over an in-memory frame, in an ephemeral context (no files, no
+    analytics, no progress bars); build it once and validate many frames with it."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -219,9 +225,12 @@ def _run_gx(frame: pd.DataFrame, gx_suite: Any) -> Any:
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
     asset = context.data_sources.add_pandas("frame").add_dataframe_asset("batch")
-    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
-        batch_parameters={"dataframe": frame}
-    )
+    return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def run_gx_batch(definition: Any, frame: pd.DataFrame, gx_suite: Any) -> Any:
+    """Validate ``frame`` with ``gx_suite`` through ``definition`` (``gx_batch_definition``)."""
+    batch = definition.get_batch(batch_parameters={"dataframe": frame})
     return batch.validate(gx_suite, result_format=_RESULT_FORMAT)
 
 

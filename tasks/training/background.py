@@ -17,8 +17,6 @@ from tasks.data.snapshots import PARQUET_MEDIA_TYPE, to_parquet_bytes
 
 if TYPE_CHECKING:
     from registry.store import Registry
-    from tasks.training.plan import TrainingPlan
-    from tasks.training.prepare import TrainingArrays
 
 __all__ = ["BACKGROUND_ROWS", "background_sample", "store_background"]
 
@@ -41,12 +39,6 @@ def background_sample(
     return frame.iloc[chosen][features].reset_index(drop=True)
 
 
-def store_background(registry: Registry, plan: TrainingPlan, arrays: TrainingArrays) -> str:
-    """Store the background sample of this training run; its digest."""
-    sample = background_sample(
-        arrays.frame,
-        arrays.train_index,
-        [*plan.numeric, *plan.categorical],
-        seed=plan.fitting.seed,
-    )
+def store_background(registry: Registry, sample: pd.DataFrame) -> str:
+    """Store a background sample (``background_sample``) as deterministic Parquet; its digest."""
     return registry.put_bytes(to_parquet_bytes(sample), media_type=PARQUET_MEDIA_TYPE)

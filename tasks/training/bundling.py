@@ -21,6 +21,9 @@ from tasks.training.plan import TrainingPlan, TrainingRun
 from tasks.training.prepare import RunIdentity, TrainingArrays
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.preprocessing import Preprocessor
     from registry.store import Registry
     from tasks.training.tracking import Tracker
 
@@ -90,42 +93,43 @@ def bundle_and_register(
     plan: TrainingPlan,
     run: TrainingRun,
     net: TabularMLP,
-    arrays: TrainingArrays,
+    preprocessor: Preprocessor,
     metrics: dict[str, float],
     lineage: dict[str, Any],
     *,
-    dataset_digest: str,
+    background: pd.DataFrame,
+    reason: str,
     mlflow_run_id: str | None,
 ) -> StoredCandidate:
     """Store the bundle (weights, then manifest) and register it as a ``candidate`` version.
 
     The version's lineage adds the per-run facts (``run.run_info``, the MLflow run id) that
-    the bundle leaves out, and the digest of its explanation background
-    (``tasks.training.background``).
+    the bundle leaves out, and the digest of ``background``, the training rows a version is
+    explained against (``tasks.training.background``; stored apart, the bundle is unchanged).
     """
     encoded = encode_bundle(
         net,
         architecture=net.architecture,
-        preprocessor=arrays.preprocessor,
+        preprocessor=preprocessor,
         task=plan.task,
         target=plan.target,
         metrics=metrics,
         lineage=lineage,
     )
     digest = save_bundle(registry.put_bytes, encoded)
-    background = store_background(registry, plan, arrays)  # explanations; not in the bundle
+    background_digest = store_background(registry, background)
     record = registry.catalog.register_model_version(
         plan.model,
         digest,
         metrics=metrics,
         status="candidate",
         actor=run.actor,
-        reason=f"trained on {dataset_digest}",
+        reason=reason,
         lineage={
             **lineage,
             **dict(run.run_info or {}),
             "mlflow_run_id": mlflow_run_id,
-            "background_digest": background,
+            "background_digest": background_digest,
         },
     )
     return StoredCandidate(encoded, digest, record)

@@ -74,6 +74,7 @@ def train_model(
     # torch and Lightning load here, not at import: flows import this module at start-up.
     from models.budget import budget_stop
     from tasks.training import bundling, loop, prepare
+    from tasks.training.background import background_sample
 
     started = time.perf_counter()
     run = run or TrainingRun()
@@ -109,15 +110,18 @@ def train_model(
     )
     tracker = fitted.tracker
     run_id = tracker.run_id if tracker is not None else None
+    features = [*plan.numeric, *plan.categorical]
+    seed = plan.fitting.seed
     stored = bundling.bundle_and_register(
         registry,
         plan,
         run,
         net,
-        arrays,
+        arrays.preprocessor,
         metrics,
         manifest,
-        dataset_digest=identity.dataset_digest,
+        background=background_sample(arrays.frame, arrays.train_index, features, seed=seed),
+        reason=f"trained on {identity.dataset_digest}",
         mlflow_run_id=run_id,
     )
     if tracker is not None:

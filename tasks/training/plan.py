@@ -18,7 +18,7 @@ from models.config import ModelConfig, TrainingConfig
 if TYPE_CHECKING:
     from tasks.training.tracking import Tracker
 
-__all__ = ["TrainingPlan", "TrainingRun"]
+__all__ = ["TrainingPlan", "TrainingRun", "loans_plan"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,24 @@ class TrainingRun:
     ``streaming_fit.DEFAULT_MEMORY_BUDGET_MB``."""
     limits: TrainingLimits | None = None
     """The fit's budget of time and GPU-seconds (``models.budget``; None: none)."""
+
+
+def loans_plan(
+    model: str = "loan-default",
+    *,
+    architecture: ModelConfig | None = None,
+    fitting: TrainingConfig | None = None,
+) -> TrainingPlan:
+    """A binary plan over the loan simulator's features and target (``tasks.data.simulator``):
+    what examples, tests and benchmarks train on generated applications."""
+    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET
+
+    return TrainingPlan(
+        model=model,
+        target=TARGET,
+        task="binary",
+        numeric=tuple(FEATURES_NUMERIC),
+        categorical=tuple(FEATURES_CATEGORICAL),
+        architecture=architecture or ModelConfig(),
+        fitting=fitting or TrainingConfig(),
+    )

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.bundle import encode_bundle, predict_arrays, save_bundle
+from models.bundle import predict_arrays
 from models.callbacks import BestWeights
 from models.metrics import compute_metrics
 from models.modules import TabularMLP
-from models.preprocessing import Preprocessor
 from models.stream_data import StreamingDataModule, StreamSplit, ValStream
 from models.stream_stats import fit_streaming
 from registry.errors import TrainingError
@@ -44,7 +43,6 @@ from tasks.training.plan import TrainingPlan, TrainingRun
 
 if TYPE_CHECKING:
     from registry.store import Registry
-    from tasks.training.bundling import StoredCandidate
     from tasks.training.fit import TrainResult
 
 __all__ = [
@@ -99,6 +97,7 @@ def train_streaming(
     """``train_model`` on streamed row groups (see the module docstring)."""
     from models.budget import budget_stop
     from tasks.training import bundling, loop, prepare
+    from tasks.training.background import background_sample
     from tasks.training.fit import train_result
 
     started = time.perf_counter()
@@ -153,8 +152,23 @@ def train_streaming(
         )
         tracker = fitted.tracker
         run_id = tracker.run_id if tracker is not None else None
-        stored = _bundle_and_register(
-            registry, plan, run, net, pre, split, metrics, manifest, mlflow_run_id=run_id
+        # The explanation background: from the first row group that holds training rows.
+        group = next(g for g, rows in enumerate(split.train_rows) if rows)
+        frame, val_rows = split.chunk(group)
+        features = [*plan.numeric, *plan.categorical]
+        stored = bundling.bundle_and_register(
+            registry,
+            plan,
+            run,
+            net,
+            pre,
+            metrics,
+            manifest,
+            background=background_sample(
+                frame, np.flatnonzero(~val_rows), features, seed=plan.fitting.seed
+            ),
+            reason=f"trained on {manifest['dataset_digest']} (streamed)",
+            mlflow_run_id=run_id,
         )
         if tracker is not None:
             bundling.track_outcome(tracker, metrics, fitted.trainer.current_epoch, stored)
@@ -162,57 +176,6 @@ def train_streaming(
         return train_result(plan, fitted, stored, metrics, run_id, rows=split.rows, started=started)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _bundle_and_register(
-    registry: Registry,
-    plan: TrainingPlan,
-    run: TrainingRun,
-    net: TabularMLP,
-    pre: Preprocessor,
-    split: StreamSplit,
-    metrics: dict[str, float],
-    lineage: dict[str, Any],
-    *,
-    mlflow_run_id: str | None,
-) -> StoredCandidate:
-    """``bundling.bundle_and_register`` for a streamed run: the same bundle format and
-    version lineage; the explanation background is drawn from the first row group that
-    holds training rows (``tasks.training.background``)."""
-    from tasks.data.snapshots import PARQUET_MEDIA_TYPE, to_parquet_bytes
-    from tasks.training.background import background_sample
-    from tasks.training.bundling import StoredCandidate
-
-    encoded = encode_bundle(
-        net,
-        architecture=net.architecture,
-        preprocessor=pre,
-        task=plan.task,
-        target=plan.target,
-        metrics=metrics,
-        lineage=lineage,
-    )
-    digest = save_bundle(registry.put_bytes, encoded)
-    group = next(g for g, rows in enumerate(split.train_rows) if rows)
-    frame, val = split.chunk(group)
-    features = [*plan.numeric, *plan.categorical]
-    sample = background_sample(frame, np.flatnonzero(~val), features, seed=plan.fitting.seed)
-    background = registry.put_bytes(to_parquet_bytes(sample), media_type=PARQUET_MEDIA_TYPE)
-    record = registry.catalog.register_model_version(
-        plan.model,
-        digest,
-        metrics=metrics,
-        status="candidate",
-        actor=run.actor,
-        reason=f"trained on {lineage['dataset_digest']} (streamed)",
-        lineage={
-            **lineage,
-            **dict(run.run_info or {}),
-            "mlflow_run_id": mlflow_run_id,
-            "background_digest": background,
-        },
-    )
-    return StoredCandidate(encoded, digest, record)
 
 
 def streaming_validation_metrics(

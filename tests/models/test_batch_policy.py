@@ -61,17 +61,13 @@ def test_a_cpu_run_records_the_batch_and_rate_it_used_and_is_reproducible() -> N
     from models.config import ModelConfig
     from retrain.config.settings import Settings
     from retrain.config.wiring import build_registry
-    from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+    from tasks.data.simulator import simulate
     from tasks.training.fit import train_model
-    from tasks.training.plan import TrainingPlan, TrainingRun
+    from tasks.training.plan import TrainingRun, loans_plan
 
     frame = simulate(3000, seed=4)
-    plan = TrainingPlan(
-        model="policy",
-        target=TARGET,
-        task="binary",
-        numeric=tuple(FEATURES_NUMERIC),
-        categorical=tuple(FEATURES_CATEGORICAL),
+    plan = loans_plan(
+        "policy",
         architecture=ModelConfig(hidden_sizes=(16,)),
         fitting=TrainingConfig(max_epochs=2, accelerator="cpu"),
     )

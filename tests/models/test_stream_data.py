@@ -149,7 +149,8 @@ def test_the_prefetcher_yields_the_plain_batches_on_cpu(tmp_path: Path) -> None:
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_prefetcher_copies_the_same_batches_to_the_gpu(tmp_path: Path) -> None:
     train, _, _ = _streams(tmp_path)
     plain = list(train)
@@ -159,7 +160,8 @@ def test_the_prefetcher_copies_the_same_batches_to_the_gpu(tmp_path: Path) -> No
         assert all(y.is_cuda and torch.equal(x, y.cpu()) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_streamed_epoch_trains_on_the_gpu(tmp_path: Path) -> None:
     import lightning as L
 

@@ -15,18 +15,13 @@ from models.bundle import load_bundle
 from models.config import ModelConfig, TrainingConfig
 from registry.store import Registry
 from retrain.testing_serving import register_test_bundle
-from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+from tasks.data.simulator import simulate
 from tasks.data.snapshots import take_snapshot
 from tasks.gate.evaluate import GateRules, evaluate_candidate
 from tasks.training.fit import TrainResult, train_model
-from tasks.training.plan import TrainingPlan, TrainingRun
+from tasks.training.plan import TrainingRun, loans_plan
 
-PLAN = TrainingPlan(
-    model="loan-default",
-    target=TARGET,
-    task="binary",
-    numeric=tuple(FEATURES_NUMERIC),
-    categorical=tuple(FEATURES_CATEGORICAL),
+PLAN = loans_plan(
     architecture=ModelConfig(hidden_sizes=(16,)),
     fitting=TrainingConfig(max_epochs=3, batch_size=256, patience=2, accelerator="cpu"),
 )
