@@ -289,8 +289,10 @@ def _standardised(raw: Any, mean: float, std: float, name: str, row: int) -> flo
     scaled = (value - mean) / std
     if not abs(scaled) <= MAX_STANDARDISED:
         raise InvalidInstanceError(
-            f"feature {name!r} is out of range: {value:.6g} is {abs(scaled):.3g} training "
-            f"standard deviations from the mean (instance {row})",
+            # The value itself is not repeated: error lines get logged, and a feature may be
+            # sensitive (privacy.sensitive); its distance from the training data says enough.
+            f"feature {name!r} is out of range: {abs(scaled):.3g} training standard "
+            f"deviations from the mean (instance {row})",
             field=name,
         )
     return scaled
