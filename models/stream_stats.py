@@ -27,7 +27,8 @@ import pandas as pd
 
 from models.categories import category_kind, category_names
 from models.preprocessing import Preprocessor, checked_target, vocabulary_from_counts
-from models.stream_data import StreamSplit, read_group, validation_mask
+from models.stream_data import StreamSplit, validation_mask
+from models.stream_encode import read_group
 from registry.errors import TrainingError
 
 __all__ = ["TRACKED_CATEGORIES", "RunningMoments", "fit_streaming"]
