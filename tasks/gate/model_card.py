@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.gate.card_cost import cost_section
 from tasks.gate.card_explain import attribution_notes, attributions_section
+from tasks.gate.card_sections import inputs_section, lineage_section
 
 if TYPE_CHECKING:
     from tasks.gate.explain import Attributions
@@ -175,8 +176,8 @@ def render_model_card(decision: GateDecision, lineage: Mapping[str, Any] | None 
         *_bootstrap_note(decision),
         *_slices_section(decision),
         *attributions_section(decision.attributions),
-        *_inputs_section(decision),
-        *_lineage_section(lineage),
+        *inputs_section(decision),
+        *lineage_section(lineage),
         *cost_section(lineage),
     ]
     return "\n".join(lines)
@@ -288,46 +289,5 @@ def _slices_section(d: GateDecision) -> list[str]:
     ]
 
 
-def _inputs_section(d: GateDecision) -> list[str]:
-    latency = "not measured" if d.latency_p95_ms is None else f"{d.latency_p95_ms:.2f} ms"
-    return [
-        "",
-        "## Inputs",
-        "",
-        f"- bundle: `{d.candidate_digest}`",
-        f"- holdout snapshot: `{d.holdout_digest}`",
-        f"- gate metric: {d.metric}; latency p95: {latency}",
-        f"- rules: `{_rules(d.rules)}`",
-        "",
-    ]
-
-
-def _lineage_section(lineage: Mapping[str, Any] | None) -> list[str]:
-    """Where the candidate came from; "none recorded" for what its record lacks."""
-    if lineage is None:
-        return []
-
-    def fact(key: str) -> str:
-        value = lineage.get(key)
-        return "none recorded" if value in (None, "") else f"`{value}`"
-
-    return [
-        "## Lineage",
-        "",
-        f"- training data: {fact('dataset_digest')}",
-        f"- its holdout: {fact('holdout_digest')}",
-        f"- source: {fact('source')}",
-        f"- spec: {fact('spec_digest')}",
-        f"- contract: {fact('contract_digest')}",
-        f"- code: {fact('code_digest')}; git commit: {fact('git_commit')}",
-        f"- seed: {fact('seed')}",
-        "",
-    ]
-
-
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _rules(rules: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(rules.items()))
