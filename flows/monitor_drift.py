@@ -8,11 +8,13 @@ reacts to. Drift inside the cooldown of the last retrain is recorded, and starts
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 from prefect import flow, get_run_logger
 
 from flows.context import open_pipeline, trigger_time
 from retrain.config.settings import Settings
+from tasks.data.privacy import apply_pii
 from tasks.pipeline.cycle import MonitorResult, check_drift
 from tasks.pipeline_tasks import detect_drift_task, load_dataset, signal_drift_task
 
@@ -31,7 +33,9 @@ def monitor_drift(
     with open_pipeline(pipeline, settings) as ctx:
         spec = ctx.spec
         current_source = source or spec.dataset.recent or spec.dataset.source
-        current = load_dataset(current_source, **ctx.settings.s3_options)
+        # Personal columns go inside the load task: its result never holds them.
+        private = partial(apply_pii, policy=spec.plan.privacy, key=ctx.pii_key)
+        current = load_dataset(current_source, transform=private, **ctx.settings.s3_options)
         return check_drift(
             ctx.registry,
             spec,
@@ -40,5 +44,5 @@ def monitor_drift(
             detect=detect_drift_task,
             signal=signal_drift_task,
             say=get_run_logger().info,
-            pii_key=ctx.pii_key,
+            pii_applied=True,
         )

@@ -171,18 +171,21 @@ def check_drift(
     publish: bool = True,
     say: Callable[[str], None] = print,
     pii_key: str | None = None,
+    pii_applied: bool = False,
 ) -> MonitorResult:
     """Compare ``current`` with the champion's training data; on drift, ask the one trigger
     decision whether a retrain may start and record ``drift.detected`` (emitting the Prefect
     event ``retrain-on-drift-<model>`` reacts to only when it may, and when ``publish``).
 
     ``detect``/``signal`` default to the plain drift step and ``signal_drift``; the flow passes
-    their Prefect task faces; ``current`` loses its PII columns first (``pii_key`` hashes).
+    their Prefect task faces; ``current`` loses its PII columns first (``pii_key`` hashes),
+    unless the caller's load already did (``pii_applied``: hashing twice would change them).
     """
     from tasks.data.drift_events import signal_drift
     from tasks.data.privacy import apply_pii
 
-    current = apply_pii(current, spec.plan.privacy, pii_key)
+    if not pii_applied:
+        current = apply_pii(current, spec.plan.privacy, pii_key)
 
     detect = detect or PLAIN_STEPS.drift
     signal = signal or signal_drift
