@@ -5,6 +5,7 @@ those kept are named with the versions that keep them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import yaml
 
@@ -59,3 +60,29 @@ def test_snapshots_past_retention_go_unless_a_live_version_needs_them(registry: 
     assert [r.digest for r in after.expired] == [training.digest] and after.kept == {}
     assert not registry.blobs.exists(training.digest)
     assert registry.blobs.exists(recent.digest) and registry.blobs.exists(bundle)
+
+
+def test_registry_gc_says_what_retention_collects_and_keeps(registry: Registry, home: Path) -> None:
+    from retrain.testing_cli import run_cli
+
+    weeks_ago = datetime.now(UTC) - timedelta(weeks=6)
+    registry.catalog.clock = lambda: weeks_ago
+    raw = yaml.safe_load((DEFAULT_SPECS_DIR / "loan-default.yaml").read_text())
+    raw["privacy"] = {"retention_days": 30}
+    register_spec(registry, parse_spec(yaml.safe_dump(raw)))
+    old = take_snapshot(registry, MODEL, simulate(50, seed=1))
+    needed = take_snapshot(registry, f"{MODEL}-training", simulate(40, seed=2))
+    bundle = registry.put_bytes(b"a bundle stand-in")
+    registry.catalog.register_model_version(
+        MODEL, bundle, metrics={}, lineage={"dataset_digest": needed.digest}, reason="test"
+    )
+
+    code, dry = run_cli("registry", "gc")
+    assert code == 0, dry
+    assert "retention: would collect 1 snapshot(s) and 0 report(s) past retention" in dry
+    assert "kept 1 snapshot(s) and 0 report(s) past retention: needed by loan-default v1" in dry
+    assert registry.blobs.exists(old.digest)
+    code, done = run_cli("registry", "gc", "--delete")
+    assert code == 0, done
+    assert "retention: collected 1 snapshot(s)" in done
+    assert not registry.blobs.exists(old.digest) and registry.blobs.exists(needed.digest)
