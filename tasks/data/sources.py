@@ -185,13 +185,7 @@ def _read_s3(client: Any, bucket: str, prefix: str) -> pd.DataFrame:
 
     where = f"s3://{bucket}/{prefix}"
     try:
-        keys: list[str] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [
-                o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(TABLE_SUFFIXES)
-            ]
-        if not keys:
-            raise DataSourceError(f"{where} holds no .parquet or .csv objects")
+        keys = [key for key, _ in s3_table_objects(client, bucket, prefix)]
         frames = [
             read_table_bytes(
                 client.get_object(Bucket=bucket, Key=k)["Body"].read(), f"s3://{bucket}/{k}"
@@ -201,6 +195,61 @@ def _read_s3(client: Any, bucket: str, prefix: str) -> pd.DataFrame:
     except (BotoCoreError, ClientError) as exc:
         raise DataSourceError(f"cannot read {where}: {_first_line(exc)}") from exc
     return _concat(frames, where)
+
+
+def s3_table_objects(client: Any, bucket: str, prefix: str) -> list[tuple[str, int]]:
+    """(key, size) of the Parquet and CSV objects under ``prefix``, sorted by key;
+    DataSourceError when there is none."""
+    objects: list[tuple[str, int]] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        objects += [
+            (o["Key"], int(o["Size"]))
+            for o in page.get("Contents", [])
+            if o["Key"].endswith(TABLE_SUFFIXES)
+        ]
+    if not objects:
+        raise DataSourceError(f"s3://{bucket}/{prefix} holds no .parquet or .csv objects")
+    return sorted(objects)
+
+
+def spool_large_s3_table(
+    source: str | Path,
+    budget_mb: int,
+    *,
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
+    s3_client: Any = None,
+) -> tuple[Path, int] | None:
+    """An ``s3://`` Parquet table too large to load whole within ``budget_mb``, downloaded
+    object by object (streamed to disk, never held in memory) into a new local folder:
+    (the folder, its size in bytes). None for any other source, a small one, or one with CSV
+    objects (read whole, as before). The caller removes the folder."""
+    import shutil
+    import tempfile
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = DatasetSource.parse(source)
+    if parsed.kind != "s3":
+        return None
+    bucket, prefix = parsed.location, parsed.params["prefix"]
+    client = s3_client or _s3_client(s3_endpoint_url, s3_region)
+    try:
+        objects = s3_table_objects(client, bucket, prefix)
+        size = sum(n for _, n in objects)
+        csv = any(key.lower().endswith(".csv") for key, _ in objects)
+        if csv or size * _GROWTH <= budget_mb << 20:
+            return None
+        spool = Path(tempfile.mkdtemp(prefix="retrain-s3-table-"))
+        try:
+            for i, (key, _) in enumerate(objects):  # names keep the keys' order
+                client.download_file(bucket, key, str(spool / f"part-{i:06d}.parquet"))
+        except BaseException:
+            shutil.rmtree(spool, ignore_errors=True)
+            raise
+    except (BotoCoreError, ClientError) as exc:
+        raise DataSourceError(f"cannot read s3://{bucket}/{prefix}: {_first_line(exc)}") from exc
+    return spool, size
 
 
 def _s3_client(endpoint_url: str | None, region: str | None) -> Any:

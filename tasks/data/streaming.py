@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tasks.data.sources import NO_S3, S3Options
 from tasks.data.stream_holdout import StreamedSplit, split_holdout_streaming
 from tasks.data.stream_io import (
     BATCH_ROWS,
@@ -89,21 +90,36 @@ def large_table(
     memory_budget_mb: int | None,
     *,
     transform: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    s3: S3Options | None = None,
+    s3_client: Any = None,
 ) -> LargeTable | None:
-    """``source`` as a ``LargeTable`` when it is a local Parquet table larger than the budget
-    (``tasks.data.sources.is_large``), else None: load it whole as before."""
-    from tasks.data.sources import DatasetSource, is_large, source_size_bytes
+    """``source`` as a ``LargeTable`` when it is a Parquet table larger than the budget
+    (``tasks.data.sources.is_large``), else None: load it whole as before. An ``s3://`` table
+    that large is first downloaded, object by object, into a local folder that goes away with
+    the returned table."""
+    import shutil
+    import weakref
 
-    if memory_budget_mb is None or not is_large(source, memory_budget_mb):
+    from tasks.data.sources import DatasetSource, is_large, source_size_bytes, spool_large_s3_table
+
+    if memory_budget_mb is None:
         return None
-    path = Path(DatasetSource.parse(source).location)
-    columns = len(_schema_names(path))
-    return LargeTable(
+    spooled = spool_large_s3_table(source, memory_budget_mb, s3_client=s3_client, **(s3 or NO_S3))
+    if spooled is not None:
+        path, size = spooled
+    elif is_large(source, memory_budget_mb):
+        path, size = Path(DatasetSource.parse(source).location), source_size_bytes(source) or 0
+    else:
+        return None
+    table = LargeTable(
         path=path,
-        batch_rows=batch_rows_for(memory_budget_mb, columns),
-        size_bytes=source_size_bytes(source) or 0,
+        batch_rows=batch_rows_for(memory_budget_mb, len(_schema_names(path))),
+        size_bytes=size,
         transform=transform,
     )
+    if spooled is not None:
+        weakref.finalize(table, shutil.rmtree, path, True)
+    return table
 
 
 def _schema_names(path: Path) -> list[str]:

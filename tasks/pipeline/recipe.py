@@ -120,10 +120,11 @@ def run_retrain(
     steps = CostMeter(env.run.tracker).wrap(steps)  # each stage's cost, on the candidate
     model = plan.model
     # Personal columns go before anything is stored, logged or tracked (tasks.data.privacy).
-    # A local Parquet table larger than the memory budget is streamed, never loaded whole.
+    # A Parquet table (local, or on S3) larger than the memory budget is streamed, never
+    # loaded whole.
     pii = partial(apply_pii, policy=plan.privacy, key=env.pii_key)
     frame: pd.DataFrame | LargeTable | None = large_table(
-        request.source, env.memory_budget_mb, transform=pii
+        request.source, env.memory_budget_mb, transform=pii, s3=env.s3
     )
     if frame is None:
         frame = steps.load(request.source, transform=pii, **env.s3)
