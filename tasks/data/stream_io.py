@@ -15,7 +15,10 @@ dictionaries still snapshot deterministically, but not necessarily to the in-mem
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,9 +182,24 @@ def snapshot_path(registry: Registry, digest: str, *, cache_dir: Path | None = N
     folder = cache_dir or Path(tempfile.gettempdir()) / "retrain-snapshots"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{digest.removeprefix('sha256:')}.parquet"
-    if not path.is_file():
+    if path.is_file():
+        os.utime(path)  # in use: the pruning below goes by last use
+    else:
         registry.get_to_file(digest, path)  # verified before it gets its name
+        _prune(folder, keep=path)
     return path
+
+
+SNAPSHOT_CACHE_MAX_AGE_S = 24 * 3600
+"""Copies of remote snapshots not used for this long are removed when another is fetched."""
+
+
+def _prune(folder: Path, *, keep: Path) -> None:
+    cutoff = time.time() - SNAPSHOT_CACHE_MAX_AGE_S
+    for old in folder.glob("*.parquet"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if old != keep and old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 def iter_snapshot(

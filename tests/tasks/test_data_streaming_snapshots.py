@@ -133,3 +133,29 @@ def test_bad_input_is_one_clear_error(registry: Registry, tmp_path: Path) -> Non
         split_holdout_streaming(registry, path, 0.1, training_name="t", holdout_name="h")
     assert registry.catalog.latest_dataset("x") is None  # nothing half-written
     assert registry.catalog.latest_dataset("t") is None
+
+
+def test_copies_of_remote_snapshots_are_verified_and_old_ones_pruned(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from registry.catalog import Catalog
+    from retrain.testing_blobs import InMemoryBlobStore
+    from tasks.data.stream_io import SNAPSHOT_CACHE_MAX_AGE_S, snapshot_path
+
+    remote = Registry(InMemoryBlobStore(), Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}"))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale, recent = cache / "stale.parquet", cache / "recent.parquet"
+    for old in (stale, recent):
+        old.write_bytes(b"an earlier copy")
+    long_ago = time.time() - SNAPSHOT_CACHE_MAX_AGE_S - 60
+    os.utime(stale, (long_ago, long_ago))
+    try:
+        snapshot = take_snapshot(remote, "loans", simulate(500, seed=3))
+        path = snapshot_path(remote, snapshot.digest, cache_dir=cache)
+        assert path.parent == cache and pd.read_parquet(path).shape[0] == 500
+        assert not stale.exists() and recent.exists()  # unused for a day: removed
+        assert snapshot_path(remote, snapshot.digest, cache_dir=cache) == path  # reused
+    finally:
+        remote.close()
