@@ -28,11 +28,11 @@ from registry.errors import InvalidInstanceError, InvalidRequestError, ModelErro
 from serving.cpu_cost import CpuBook, cpu_timed
 from serving.explain import Explainer
 from serving.faults import FaultInjector
+from serving.feedback import FeedbackLog
 from serving.follower import AliasFollower
 from serving.limits import ServeLimits
 from serving.metrics import ServerCollector, render_metrics
 from serving.requests import (
-    Labels,
     parse_feedback,
     parse_instances,
     parse_json,
@@ -43,7 +43,7 @@ from serving.requests import (
 from serving.responses import dumps, json_response, problem, refusal
 from serving.retirement import Retirements
 from serving.routing import LoadedModel, Route
-from serving.stats import Answer, FeedbackLog, StatsBook
+from serving.stats import StatsBook
 
 __all__ = ["ModelServer"]
 
@@ -272,7 +272,7 @@ class ModelServer:
             limits.check_token(request.headers.get("authorization"))
             payload = parse_json(await read_body(request, limits.max_body_bytes))
             items = parse_feedback(payload, limits.max_instances)
-            matched = self._match(items, name)
+            matched = self.feedback_log.match(items, name)
         except InvalidRequestError as exc:
             return refusal(exc)
         for item, answer in matched:
@@ -282,32 +282,6 @@ class ModelServer:
             if answer.shadow is not None:
                 answer.shadow.feedback(answer.shadow_predictions, labels)
         return json_response({"accepted": len(matched), "unknown": len(items) - len(matched)})
-
-    def _match(self, items: list[Labels], name: str) -> list[tuple[Labels, Answer]]:
-        """Each item with the answer it labels (unknown ids, another model's, dropped); refused
-        if labels do not fit that answer: one per prediction, within the version's range."""
-        matched: list[tuple[Labels, Answer]] = []
-        seen: set[str] = set()
-        for item in items:
-            answer = self.feedback_log.get(item.request_id)
-            if answer is None or answer.series.model != name or item.request_id in seen:
-                continue
-            seen.add(item.request_id)
-            i, count = item.index, len(answer.predictions)
-            if len(item.labels) != count:
-                raise InvalidRequestError(
-                    f"feedback[{i}].labels has {len(item.labels)} label(s) for {count} "
-                    "prediction(s); send one label per instance",
-                    field="labels",
-                )
-            if not all(answer.low <= v <= answer.high for v in item.labels):
-                raise InvalidRequestError(
-                    f"feedback[{i}].labels must lie within [{answer.low:g}, {answer.high:g}] "
-                    f"for model {name!r} v{answer.series.version}",
-                    field="labels",
-                )
-            matched.append((item, answer))
-        return matched
 
     def stats(self, name: str, *, recent: bool = False) -> dict[str, Any]:
         """Cumulative counters of ``name`` plus what is routed now (the analysis reads this);

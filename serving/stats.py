@@ -16,9 +16,8 @@ did (a canary that failed and the champion that then answered each count one req
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,9 +25,7 @@ __all__ = [
     "LATENCY_EDGES_S",
     "OUTCOMES",
     "PREDICTION_EDGES",
-    "Answer",
     "ClientStats",
-    "FeedbackLog",
     "SeriesStats",
     "StatsBook",
 ]
@@ -223,89 +220,3 @@ def _quantiles(values: list[float]) -> dict[str, float | int | None]:
         return values[min(n - 1, int(q * n))] if n else None
 
     return {"count": n, "p50": at(0.50), "p95": at(0.95), "p99": at(0.99)}
-
-
-class Answer:
-    """What one request was answered with, kept until its labels arrive."""
-
-    __slots__ = ("high", "low", "predictions", "series", "shadow", "shadow_predictions")
-
-    def __init__(
-        self, series: SeriesStats, predictions: Sequence[float], label_range: tuple[float, float]
-    ) -> None:
-        self.series = series
-        # 8 bytes a prediction instead of a list of float objects (~32 bytes each).
-        self.predictions = array("d", predictions)
-        self.low, self.high = label_range
-        # A shadow that scored the same request: its labels score the shadow too.
-        self.shadow: SeriesStats | None = None
-        self.shadow_predictions = array("d")
-
-
-class FeedbackLog:
-    """Which version answered which request id, so late labels find their series.
-
-    Bounded twice: at most ``capacity`` answers, holding at most ``max_predictions``
-    predictions all together; the oldest answers go first (their labels then count as unknown).
-    """
-
-    def __init__(self, capacity: int = 200_000, max_predictions: int = 1_000_000) -> None:
-        self._capacity, self._max_predictions = capacity, max_predictions
-        self._held = 0
-        # Ordered: dropping the oldest is O(1); a plain dict's next(iter()) scans the slots
-        # its earlier deletions left behind, tens of microseconds a request once full.
-        self._entries: OrderedDict[str, Answer] = OrderedDict()
-
-    def remember(
-        self,
-        request_id: str,
-        series: SeriesStats,
-        predictions: Sequence[float],
-        label_range: tuple[float, float] = (0.0, 1.0),
-    ) -> None:
-        """Keep the answer of ``request_id`` (labels must lie in ``label_range``); the oldest
-        answers go to make room. An id already held is replaced: callers check ``in`` first."""
-        if len(predictions) > self._max_predictions:
-            return  # larger than the whole log: its labels will count as unknown
-        self.pop(request_id)
-        while self._entries and (
-            len(self._entries) >= self._capacity
-            or self._held + len(predictions) > self._max_predictions
-        ):
-            _, oldest = self._entries.popitem(last=False)
-            self._held -= len(oldest.predictions) + len(oldest.shadow_predictions)
-        self._entries[request_id] = Answer(series, predictions, label_range)
-        self._held += len(predictions)
-
-    def shadowed(self, request_id: str, series: SeriesStats, predictions: Sequence[float]) -> None:
-        """Note a shadow's predictions for the kept answer of ``request_id`` (if it is still
-        kept and the shadow scored every instance), counted against the bound."""
-        answer = self._entries.get(request_id)
-        if answer is None or len(predictions) != len(answer.predictions):
-            return
-        if self._held + len(predictions) > self._max_predictions:
-            return  # full: the shadow simply misses these labels
-        self._held += len(predictions) - len(answer.shadow_predictions)
-        answer.shadow, answer.shadow_predictions = series, array("d", predictions)
-
-    def get(self, request_id: str) -> Answer | None:
-        """The answer of ``request_id``, kept."""
-        return self._entries.get(request_id)
-
-    def pop(self, request_id: str) -> Answer | None:
-        """The answer of ``request_id``, forgotten once labelled."""
-        found = self._entries.pop(request_id, None)
-        if found is not None:
-            self._held -= len(found.predictions) + len(found.shadow_predictions)
-        return found
-
-    def __contains__(self, request_id: object) -> bool:
-        return request_id in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def held(self) -> int:
-        """Predictions held, all answers together."""
-        return self._held

@@ -26,7 +26,8 @@ from retrain.testing import ManualClock
 from retrain.testing_blobs import InMemoryBlobStore
 from retrain.testing_serving import InProcessServer, register_test_bundle, serve_in_process
 from serving.faults import FaultInjector, FaultSpec
-from serving.stats import FeedbackLog, StatsBook
+from serving.feedback import FeedbackLog
+from serving.stats import StatsBook
 from tasks.release.metric_sources import MetricsSnapshot
 from tasks.release.rollback import rollback
 
