@@ -29,7 +29,7 @@ from retrain.testing import NullTracker
 from retrain.testing_blobs import InMemoryBlobStore
 from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
 from tasks.training.fit import train_model
-from tasks.training.plan import TrainingPlan, TrainingRun
+from tasks.training.plan import TrainingPlan, TrainingRun, loans_plan
 
 
 def _train(root: Path, frame: pd.DataFrame, plan: TrainingPlan) -> ModelBundle:
@@ -42,12 +42,8 @@ def _train(root: Path, frame: pd.DataFrame, plan: TrainingPlan) -> ModelBundle:
 
 @pytest.fixture(scope="module")
 def loans(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
-    plan = TrainingPlan(
-        model="loans",
-        target=TARGET,
-        task="binary",
-        numeric=FEATURES_NUMERIC,
-        categorical=FEATURES_CATEGORICAL,
+    plan = loans_plan(
+        "loans",
         architecture=ModelConfig(hidden_sizes=(32, 16)),
         fitting=TrainingConfig(max_epochs=4, batch_size=256, patience=2),
     )

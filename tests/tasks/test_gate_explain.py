@@ -21,11 +21,11 @@ import pytest
 from models.config import ModelConfig, TrainingConfig
 from retrain.config.settings import Settings
 from retrain.config.wiring import build_registry
-from tasks.data.simulator import FEATURES_CATEGORICAL, FEATURES_NUMERIC, TARGET, simulate
+from tasks.data.simulator import TARGET, simulate
 from tasks.gate.card_explain import share_bar
 from tasks.gate.evaluate import GateRules, evaluate_candidate
 from tasks.training.fit import train_model
-from tasks.training.plan import TrainingPlan, TrainingRun
+from tasks.training.plan import TrainingRun, loans_plan
 
 MODEL = "loan-default"
 BLINDED = "debt_to_income"
@@ -36,12 +36,8 @@ RULES = GateRules(latency_p95_ms=250.0, explain_rows=2000)
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("gate-explain")
     registry = build_registry(Settings(home=root / "home"))
-    plan = TrainingPlan(
-        model=MODEL,
-        target=TARGET,
-        task="binary",
-        numeric=FEATURES_NUMERIC,
-        categorical=FEATURES_CATEGORICAL,
+    plan = loans_plan(
+        MODEL,
         architecture=ModelConfig(hidden_sizes=(32,)),
         fitting=TrainingConfig(batch_size=256, patience=2, max_epochs=6),
     )
