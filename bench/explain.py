@@ -13,9 +13,7 @@ seconds), so the bundle and its background are what a retrain stores.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
+from bench.serving import start_server
 from retrain.config.settings import Settings
 from retrain.config.specs import load_spec
 from retrain.config.wiring import build_registry
@@ -48,26 +47,6 @@ def _free_port() -> int:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.2f} ms"
-
-
-def start_server(home: Path, model: str, port: int) -> subprocess.Popen[bytes]:
-    """``retrain serve`` in a child process, waited on until ready."""
-    code = "import sys; from retrain.cli import main; sys.argv[0] = 'retrain'; main()"
-    args = [sys.executable, "-c", code, "serve", "--model", model, "--port", str(port)]
-    env = {**os.environ, "RETRAIN_HOME": str(home)}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("model server exited during start-up")
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("model server did not become ready")
 
 
 def train(home: Path) -> str:
@@ -117,7 +96,7 @@ def main() -> None:
     model = train(home)
     rows = traffic_rows(2000, seed=11)[0]
     port = _free_port()
-    proc = start_server(home, model, port)
+    proc = start_server(home, port, model=model)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             sample = client.post(f"/v1/models/{model}:explain", json={"instances": rows[:1]})

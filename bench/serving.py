@@ -61,11 +61,14 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_server(home: Path, port: int, fault: str) -> subprocess.Popen[bytes]:
-    """``retrain serve`` in a child process, waited on until ready."""
+def start_server(
+    home: Path, port: int, fault: str | None = None, model: str = MODEL
+) -> subprocess.Popen[bytes]:
+    """``retrain serve`` in a child process (with an injected ``fault`` if given), waited on
+    until ready."""
     code = "import sys; from retrain.cli import main; sys.argv[0] = 'retrain'; main()"
-    args = [sys.executable, "-c", code, "serve", "--model", MODEL, "--port", str(port)]
-    args += ["--poll-interval", "0.1", "--fault", fault]
+    args = [sys.executable, "-c", code, "serve", "--model", model, "--port", str(port)]
+    args += ["--poll-interval", "0.1", *(["--fault", fault] if fault else [])]
     env = {**os.environ, "RETRAIN_HOME": str(home)}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
