@@ -13,7 +13,6 @@ seconds), so the bundle and its background are what a retrain stores.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from bench.serving import start_server
+from bench.serving import as_ms, free_port, start_server
 from retrain.config.settings import Settings
 from retrain.config.specs import load_spec
 from retrain.config.wiring import build_registry
@@ -37,16 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "retrain" / "pipelines" / "loan-default.yaml"
 RATE = 50.0  # paced single-instance requests per second, one at a time
 TARGET_P95_S = 0.020
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.2f} ms"
 
 
 def train(home: Path) -> str:
@@ -95,7 +84,7 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="bench-explain-"))
     model = train(home)
     rows = traffic_rows(2000, seed=11)[0]
-    port = _free_port()
+    port = free_port()
     proc = start_server(home, port, model=model)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -117,14 +106,14 @@ def main() -> None:
         ("explain", explain, explain_failed),
     ):
         print(
-            f"  {name}, server side   p50 {_ms(stats['p50'])}  p95 {_ms(stats['p95'])}  "
-            f"p99 {_ms(stats['p99'])}  ({stats['count']} requests, {failed} failed)"
+            f"  {name}, server side   p50 {as_ms(stats['p50'])}  p95 {as_ms(stats['p95'])}  "
+            f"p99 {as_ms(stats['p99'])}  ({stats['count']} requests, {failed} failed)"
         )
     ratio = explain["p95"] / predict["p95"]
     verdict = "ok" if explain["p95"] <= TARGET_P95_S else "OVER"
     print(
-        f"  explain/predict p95 x{ratio:.1f}; explain p95 {_ms(explain['p95'])} against "
-        f"target <= {_ms(TARGET_P95_S)}: {verdict}"
+        f"  explain/predict p95 x{ratio:.1f}; explain p95 {as_ms(explain['p95'])} against "
+        f"target <= {as_ms(TARGET_P95_S)}: {verdict}"
     )
 
 

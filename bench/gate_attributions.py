@@ -40,22 +40,14 @@ def main() -> None:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
+    from bench.train import two_versions
     from models.attributions import integrated_gradients_arrays
-    from models.config import TrainingConfig
-    from retrain.config.settings import Settings
-    from retrain.config.wiring import build_registry
     from tasks.data.simulator import simulate
     from tasks.gate.evaluate import GateRules, _load_version, evaluate_candidate
     from tasks.gate.explain import explain_gate
-    from tasks.training.fit import train_model
-    from tasks.training.plan import TrainingRun, loans_plan
 
     with tempfile.TemporaryDirectory() as home:
-        registry = build_registry(Settings(home=Path(home)))
-        plan = loans_plan("bench", fitting=TrainingConfig(max_epochs=2))
-        run = TrainingRun(checkpoint_root=Path(home) / "ck")
-        v1 = train_model(registry, simulate(5000, seed=1), plan, run).version
-        v2 = train_model(registry, simulate(5000, seed=2), plan, run).version
+        registry, v1, v2 = two_versions(Path(home))
         holdout = simulate(args.rows, seed=3)
         with_explain = GateRules(slices=["region"])
         without = with_explain.model_copy(update={"explain_rows": 0})

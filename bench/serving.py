@@ -46,13 +46,13 @@ RATE = 200.0
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _ms(value: float | None) -> str:
+def as_ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.2f} ms"
 
 
@@ -250,7 +250,7 @@ def main() -> None:
     register_test_bundle(registry, MODEL, seed=0, tag="v2 retrain")
     register_test_bundle(registry, MODEL, seed=0, tag="v3 faulty")
     rows = traffic_rows(5000, seed=11)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(home, port, fault=f"{MODEL}:3:errors=0.05")
     try:
@@ -271,16 +271,16 @@ def main() -> None:
         f"(target {RATE:.0f}), {load.failed + load.server_errors} failed"
     )
     print(
-        f"  predict, server side   p50 {_ms(server['p50'])}  p95 {_ms(server['p95'])}  "
-        f"p99 {_ms(server['p99'])}   (target p95 <= 10 ms)"
+        f"  predict, server side   p50 {as_ms(server['p50'])}  p95 {as_ms(server['p95'])}  "
+        f"p99 {as_ms(server['p99'])}   (target p95 <= 10 ms)"
     )
     print(
-        f"  predict, client side   p50 {_ms(load.latency_quantile(0.5))}  "
-        f"p95 {_ms(load.latency_quantile(0.95))}  p99 {_ms(load.latency_quantile(0.99))}"
+        f"  predict, client side   p50 {as_ms(load.latency_quantile(0.5))}  "
+        f"p95 {as_ms(load.latency_quantile(0.95))}  p99 {as_ms(load.latency_quantile(0.99))}"
     )
     print(
-        f"  model called directly  p50 {_ms(direct['p50'])}  p95 {_ms(direct['p95'])}  "
-        f"p99 {_ms(direct['p99'])}   (baseline)"
+        f"  model called directly  p50 {as_ms(direct['p50'])}  p95 {as_ms(direct['p95'])}  "
+        f"p99 {as_ms(direct['p99'])}   (baseline)"
     )
     overhead = server["p50"] - direct["p50"]
     print(
@@ -288,8 +288,8 @@ def main() -> None:
         f"p50 x{server['p50'] / direct['p50']:.2f}, p95 x{server['p95'] / direct['p95']:.2f}"
     )
     print(
-        f"  rollback -> 100% old   median {_ms(statistics.median(rollbacks))}  "
-        f"max {_ms(max(rollbacks))} over {len(rollbacks)}   (target <= 1000 ms; "
+        f"  rollback -> 100% old   median {as_ms(statistics.median(rollbacks))}  "
+        f"max {as_ms(max(rollbacks))} over {len(rollbacks)}   (target <= 1000 ms; "
         f"x{max(rollbacks):.2f} of budget)"
     )
     outcome = fault["outcome"]
@@ -310,10 +310,10 @@ def _print_big(result: dict[str, Any]) -> None:
         result["took"],
     )
     print(
-        f"  callers' p99 beside    {_ms(b99)} ({len(result['busy'])} requests) while {len(took)} "
+        f"  callers' p99 beside    {as_ms(b99)} ({len(result['busy'])} requests) while {len(took)} "
         f"requests of {MAX_INSTANCES} instances ({result['bytes'] / 1024:.0f} KiB) ran back to "
-        f"back, vs {_ms(q99)} ({len(result['quiet'])}) with none (baseline): x{b99 / q99:.2f}; "
-        f"failed {result['failed']}; max-size request p50 {_ms(_quantile(took, 0.5))}"
+        f"back, vs {as_ms(q99)} ({len(result['quiet'])}) with none (baseline): x{b99 / q99:.2f}; "
+        f"failed {result['failed']}; max-size request p50 {as_ms(_quantile(took, 0.5))}"
     )
 
 

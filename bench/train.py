@@ -363,21 +363,30 @@ def bench_gate(rows: int, resamples: int) -> None:
     _bench_full_gate(rows, resamples)
 
 
-def _bench_full_gate(rows: int, resamples: int) -> None:
+def two_versions(home: Path) -> tuple[Any, int, int]:
+    """A registry in ``home`` holding two versions of the loans model "bench", each trained two
+    epochs on 5000 simulated rows: (registry, first version, second version)."""
     from models.config import TrainingConfig
     from retrain.config.settings import Settings
     from retrain.config.wiring import build_registry
     from tasks.data.simulator import simulate
-    from tasks.gate.evaluate import GateRules, evaluate_candidate
     from tasks.training.fit import train_model
     from tasks.training.plan import TrainingRun, loans_plan
 
+    registry = build_registry(Settings(home=home))
+    plan = loans_plan("bench", fitting=TrainingConfig(max_epochs=2))
+    run = TrainingRun(checkpoint_root=home / "ck")
+    v1 = train_model(registry, simulate(5000, seed=1), plan, run).version
+    v2 = train_model(registry, simulate(5000, seed=2), plan, run).version
+    return registry, v1, v2
+
+
+def _bench_full_gate(rows: int, resamples: int) -> None:
+    from tasks.data.simulator import simulate
+    from tasks.gate.evaluate import GateRules, evaluate_candidate
+
     with tempfile.TemporaryDirectory() as home:
-        registry = build_registry(Settings(home=Path(home)))
-        plan = loans_plan("bench", fitting=TrainingConfig(max_epochs=2))
-        run = TrainingRun(checkpoint_root=Path(home) / "ck")
-        v1 = train_model(registry, simulate(5000, seed=1), plan, run).version
-        v2 = train_model(registry, simulate(5000, seed=2), plan, run).version
+        registry, v1, v2 = two_versions(Path(home))
         holdout = simulate(rows, seed=3)
         rules = GateRules(bootstrap_resamples=resamples, slices=["region"])
         start, cpu = time.perf_counter(), time.process_time()
