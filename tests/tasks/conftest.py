@@ -4,13 +4,17 @@ afterwards (``retrain models history``, the model card)."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from registry.store import Registry
+from retrain.config.settings import Settings
+from retrain.config.wiring import build_registry
 from retrain.testing_cli import run_cli
 from retrain.testing_serving import register_test_bundle
 from serving.app import create_app
@@ -89,3 +93,16 @@ def model_card(registry: Registry) -> Callable[..., str]:
         return registry.get_bytes(card.digest).decode()
 
     return read
+
+
+@pytest.fixture
+def trained(trained_home: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A fresh copy of the module's ``trained_home`` registry (its ``home``, ``versions`` and
+    ``holdout``) for one test, open as ``registry``: what a test changes stays its own."""
+    home = tmp_path / "home"
+    shutil.copytree(trained_home["home"], home)
+    registry = build_registry(Settings(home=home))
+    try:
+        yield {**trained_home, "registry": registry}
+    finally:
+        registry.close()

@@ -7,9 +7,6 @@ Three models are trained once per module; every test then gets its own copy of t
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -58,18 +55,6 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     finally:
         registry.close()
     return {"home": root / "home", "versions": versions, "holdout": simulate(3000, seed=99)}
-
-
-@pytest.fixture
-def trained(trained_home: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A fresh copy of the trained registry for one test (what it changes stays its own)."""
-    home = tmp_path / "home"
-    shutil.copytree(trained_home["home"], home)
-    registry = build_registry(Settings(home=home))
-    try:
-        yield {**trained_home, "registry": registry}
-    finally:
-        registry.close()
 
 
 def _champion(registry: Registry, version: int) -> None:

@@ -8,9 +8,6 @@ with ``debt_to_income`` shuffled, so v2 cannot have learnt anything from it.
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -53,17 +50,6 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     finally:
         registry.close()
     return {"home": root / "home", "versions": versions, "holdout": simulate(3000, seed=99)}
-
-
-@pytest.fixture
-def trained(trained_home: dict[str, Any], tmp_path: Path) -> Iterator[dict[str, Any]]:
-    home = tmp_path / "home"
-    shutil.copytree(trained_home["home"], home)
-    registry = build_registry(Settings(home=home))
-    try:
-        yield {**trained_home, "registry": registry}
-    finally:
-        registry.close()
 
 
 def _card(trained: dict[str, Any], version: int) -> str:
