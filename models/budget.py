@@ -13,24 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 
-__all__ = ["TrainingBudget", "TrainingLimits", "budget_stop"]
+from models.config import TrainingLimits
 
-
-@dataclass(frozen=True)
-class TrainingLimits:
-    """How long one fit may run: wall seconds and GPU-seconds (None: no limit)."""
-
-    max_seconds: float | None = None
-    max_gpu_seconds: float | None = None
-
-    @property
-    def limited(self) -> bool:
-        return self.max_seconds is not None or self.max_gpu_seconds is not None
+__all__ = ["TrainingBudget", "budget_stop"]
 
 
 class TrainingBudget(L.Callback):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Annotated, Literal, Self
 
@@ -16,6 +17,7 @@ __all__ = [
     "ModelConfig",
     "Precision",
     "TrainingConfig",
+    "TrainingLimits",
     "resolve_batch_size",
     "resolve_learning_rate",
     "resolve_precision",
@@ -187,3 +189,17 @@ def resolve_learning_rate(fitting: TrainingConfig, batch_size: int) -> float:
         return fitting.learning_rate
     scale = min(MAX_LEARNING_RATE_SCALE, max(1.0, batch_size / CPU_BATCH_SIZE))
     return BASE_LEARNING_RATE * scale
+
+
+@dataclass(frozen=True)
+class TrainingLimits:
+    """How long one fit may run: wall seconds and GPU-seconds (None: no limit); the
+    ``models.budget.TrainingBudget`` callback enforces it. Plain data: it travels in a
+    ``TrainingRun`` without loading Lightning."""
+
+    max_seconds: float | None = None
+    max_gpu_seconds: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.max_seconds is not None or self.max_gpu_seconds is not None

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from registry.errors import ConfigError
-from registry.leftovers import FAILED_RUN_EVENT
 from retrain.cli.app import models_app
 from retrain.cli.common import open_registry
 from retrain.cli.digests import shorten_digests
@@ -35,6 +34,7 @@ def models_history(
     """The model's event log (registrations, gate decisions, releases, rollbacks, failed
     runs), then how each recent version ended (promoted and how, aborted, not released,
     rejected at the gate) and why the latest runs failed. Digests are short unless --wide."""
+    from registry.leftovers import FAILED_RUN_EVENT  # sqlalchemy: not at `retrain --help`
     from tasks.pipeline.release_step import final_outcomes
 
     with open_registry() as reg:
@@ -68,6 +68,8 @@ def models_history(
 
 def _details(event: EventRecord) -> str:
     """The payload as ``key=value`` pairs; a failed run's without what its reason says."""
+    from registry.leftovers import FAILED_RUN_EVENT
+
     payload: dict[str, Any] = dict(event.payload)
     if event.kind == FAILED_RUN_EVENT:
         for key in ("reason", "todo"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.budget import TrainingLimits
+from models.config import TrainingLimits
 from tasks.gate.budget_checks import ServingBudget
 
 __all__ = ["Budget"]

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.budget import TrainingLimits
-from models.config import ModelConfig, TrainingConfig
+from models.config import ModelConfig, TrainingConfig, TrainingLimits
 
 if TYPE_CHECKING:
     from tasks.training.tracking import Tracker

@@ -23,6 +23,8 @@ from prefect.flows import load_flow_from_entrypoint
 for entrypoint in sys.argv[1:]:
     flow = load_flow_from_entrypoint(entrypoint)
     print("loaded", entrypoint, flow.name)
+# A worker loads every flow before it runs one: no ML library comes with them.
+print("heavy at load:", [m for m in ("torch", "lightning", "evidently") if m in sys.modules])
 # What the flows import at run time, after the loader has changed sys.path:
 from retrain.config.settings import Settings
 from retrain.config.spec_store import get_registered_spec
@@ -48,6 +50,7 @@ def test_every_deployment_loads_in_a_fresh_process_and_the_front_door_still_impo
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("loaded ") == len(entrypoints)
     assert "front door importable Settings" in done.stdout
+    assert "heavy at load: []" in done.stdout  # torch and friends load when a step runs
 
 
 def test_no_flow_module_is_named_like_an_importable_module() -> None:

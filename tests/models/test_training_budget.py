@@ -7,8 +7,9 @@ import itertools
 import lightning as L
 import numpy as np
 
-from models.budget import TrainingBudget, TrainingLimits, budget_stop
+from models.budget import TrainingBudget, budget_stop
 from models.callbacks import BestWeights
+from models.config import TrainingLimits
 from models.lightning_module import TabularModule
 from models.modules import TabularMLP
 from models.tensor_data import TabularDataModule, split_indices
