@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 HostBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+_T = TypeVar("_T")
 _MASK64 = (1 << 64) - 1
 
 
@@ -81,9 +83,9 @@ class StreamSplit:
     seed: int
     val_fraction: float
 
-    @property
+    @cached_property
     def offsets(self) -> tuple[int, ...]:
-        """Global index of each row group's first row."""
+        """Global index of each row group's first row (computed once: read per chunk)."""
         return tuple(int(x) for x in np.cumsum((0, *self.group_rows[:-1])))
 
     @property
@@ -113,19 +115,27 @@ class _Stream:
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
 
     def _encoded(self, groups: Iterable[int], keep_val: bool) -> Iterator[tuple[np.ndarray, ...]]:
-        def one(group: int) -> tuple[np.ndarray, ...] | None:
+        return self._rows(
+            groups, keep_val, lambda rows: encode(rows, self.pre, self.target, self.regression)
+        )
+
+    def _rows(
+        self, groups: Iterable[int], keep_val: bool, fn: Callable[[pd.DataFrame], _T]
+    ) -> Iterator[_T]:
+        """``fn`` of each row group's validation (or training) rows, in the order of
+        ``groups``; a group with none of them is skipped."""
+
+        def one(group: int) -> _T | None:
             frame, val = self.split.chunk(int(group))
             keep = val if keep_val else ~val
-            if not keep.any():
-                return None
-            return encode(frame[keep], self.pre, self.target, self.regression)
+            return fn(frame[keep]) if keep.any() else None
 
         # Row groups are read and encoded on worker threads, ahead of the training step and in
         # order (pyarrow and numpy release the GIL for most of it): the encoding, not the
         # GPU, set the pace of a streamed epoch.
-        for encoded in ordered_read_ahead(one, groups):
-            if encoded is not None:
-                yield encoded
+        for out in ordered_read_ahead(one, groups):
+            if out is not None:
+                yield out
 
 
 class TrainStream(_Stream):
@@ -207,12 +217,12 @@ class ValStream(_Stream):
 
     def arrays(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(numeric, codes, target in the data's own units) per row group's validation rows."""
-        for group in self.groups():
-            frame, val = self.split.chunk(group)
-            if val.any():
-                rows = frame[val]
-                num, cat = self.pre.transform(rows)
-                yield num, cat, rows[self.target].to_numpy(dtype=np.float64)
+
+        def arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            num, cat = self.pre.transform(rows)
+            return num, cat, rows[self.target].to_numpy(dtype=np.float64)
+
+        return self._rows(self.groups(), True, arrays)
 
 
 class CudaPrefetcher:

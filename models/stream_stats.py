@@ -102,7 +102,7 @@ def fit_streaming(
         frame = read_group(path, group, columns)
         val = validation_mask(first, rows, seed, val_fraction)
         first += rows
-        checked_target(frame[target], target, task)
+        y = checked_target(frame[target], target, task)
         train = frame[~val]
         train_rows.append(len(train))
         val_rows.append(rows - len(train))
@@ -113,7 +113,7 @@ def fit_streaming(
         for name in categorical:
             _count(counts[name], train[name])
             kinds[name].add(category_kind(train[name]))
-        target_moments.add(train[target].to_numpy(dtype=np.float64))
+        target_moments.add(y[~val])
     if not sum(train_rows) or not sum(val_rows):
         raise TrainingError(
             f"{sum(group_rows)} rows give {sum(train_rows)} training and {sum(val_rows)} "

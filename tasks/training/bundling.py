@@ -6,9 +6,12 @@ digest (``tasks.training.lineage``). Imported only when a model trains: it loads
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from models.bundle import EncodedBundle, encode_bundle, predict_arrays, save_bundle
 from models.callbacks import BestWeights
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
     from models.preprocessing import Preprocessor
     from registry.store import Registry
+    from tasks.training.loop import FitOutcome
     from tasks.training.tracking import Tracker
 
 __all__ = [
@@ -32,7 +36,9 @@ __all__ = [
     "best_validation_metrics",
     "bundle_and_register",
     "manifest_lineage",
+    "store_and_track",
     "track_outcome",
+    "validation_metrics",
 ]
 
 
@@ -48,17 +54,33 @@ class StoredCandidate:
 def best_validation_metrics(
     net: TabularMLP, best: BestWeights, task: str, arrays: TrainingArrays
 ) -> dict[str, float]:
+    """``validation_metrics`` of the in-memory validation rows (one chunk)."""
+    val = arrays.val_index
+    chunk = (arrays.numeric[val], arrays.categorical[val], arrays.target[val])
+    return validation_metrics(net, best, task, arrays.preprocessor, [chunk])
+
+
+def validation_metrics(
+    net: TabularMLP,
+    best: BestWeights,
+    task: str,
+    preprocessor: Preprocessor,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> dict[str, float]:
     """Load the best epoch's weights into ``net`` (on the CPU, in eval mode) and score them on
-    the validation rows, in the target's own units; ``val_loss`` is the best epoch's loss."""
+    the validation rows, given as (numeric, codes, target in its own units) chunks: only the
+    labels and predictions are gathered; ``val_loss`` is the best epoch's loss."""
     if best.weights is None:
         raise TrainingError("training produced no validation loss; check the data and settings")
     net.load_state_dict(best.weights)
     net.to("cpu").eval()
-    val = arrays.val_index
-    pred = predict_arrays(
-        net, task, arrays.preprocessor, arrays.numeric[val], arrays.categorical[val]
-    )
-    metrics = {f"val_{k}": v for k, v in compute_metrics(task, arrays.target[val], pred).items()}
+    truth: list[np.ndarray] = []
+    predicted: list[np.ndarray] = []
+    for numeric, categorical, target in chunks:
+        truth.append(target)
+        predicted.append(predict_arrays(net, task, preprocessor, numeric, categorical))
+    scores = compute_metrics(task, np.concatenate(truth), np.concatenate(predicted))
+    metrics = {f"val_{k}": v for k, v in scores.items()}
     metrics["val_loss"] = best.best
     return metrics
 
@@ -133,6 +155,53 @@ def bundle_and_register(
         },
     )
     return StoredCandidate(encoded, digest, record)
+
+
+def store_and_track(
+    registry: Registry,
+    plan: TrainingPlan,
+    run: TrainingRun,
+    identity: RunIdentity,
+    fitted: FitOutcome,
+    net: TabularMLP,
+    preprocessor: Preprocessor,
+    metrics: dict[str, float],
+    *,
+    extra: Mapping[str, Any] | None,
+    background: pd.DataFrame,
+    reason: str,
+) -> tuple[StoredCandidate, str | None]:
+    """The end of a fit on rank zero, whatever path read the data: the bundle stored and
+    registered (``bundle_and_register``), the outcome tracked, the finished run's checkpoints
+    removed (a rerun of the same inputs must train afresh, not resume a done run). Returns
+    the stored candidate and the tracker's run id."""
+    manifest = manifest_lineage(
+        plan,
+        identity,
+        device=str(fitted.trainer.strategy.root_device.type),
+        precision=fitted.precision,
+        extra=extra,
+    )
+    tracker = fitted.tracker
+    run_id = tracker.run_id if tracker is not None else None
+    stored = bundle_and_register(
+        registry,
+        plan,
+        run,
+        net,
+        preprocessor,
+        metrics,
+        manifest,
+        background=background,
+        reason=reason,
+        mlflow_run_id=run_id,
+    )
+    if tracker is not None:
+        epoch = fitted.trainer.current_epoch
+        tracker.log_metrics({"train_rows_per_s": fitted.throughput.rows_per_second}, step=epoch)
+        track_outcome(tracker, metrics, epoch, stored)
+    shutil.rmtree(fitted.ckpt_dir, ignore_errors=True)
+    return stored, run_id
 
 
 def track_outcome(

@@ -14,7 +14,6 @@ track), which load torch and Lightning when a run starts rather than when this i
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -101,35 +100,21 @@ def train_model(
         return train_result(plan, fitted, None, {}, None, rows=arrays.rows, started=started)
     metrics = bundling.best_validation_metrics(net, fitted.best, plan.task, arrays)
     marks.append(time.perf_counter())
-    manifest = bundling.manifest_lineage(
-        plan,
-        identity,
-        device=str(fitted.trainer.strategy.root_device.type),
-        precision=fitted.precision,
-        extra=lineage,
-    )
-    tracker = fitted.tracker
-    run_id = tracker.run_id if tracker is not None else None
     features = [*plan.numeric, *plan.categorical]
     seed = plan.fitting.seed
-    stored = bundling.bundle_and_register(
+    stored, run_id = bundling.store_and_track(
         registry,
         plan,
         run,
+        identity,
+        fitted,
         net,
         arrays.preprocessor,
         metrics,
-        manifest,
+        extra=lineage,
         background=background_sample(arrays.frame, arrays.train_index, features, seed=seed),
         reason=f"trained on {identity.dataset_digest}",
-        mlflow_run_id=run_id,
     )
-    if tracker is not None:
-        speed = {"train_rows_per_s": fitted.throughput.rows_per_second}
-        tracker.log_metrics(speed, step=fitted.trainer.current_epoch)
-        bundling.track_outcome(tracker, metrics, fitted.trainer.current_epoch, stored)
-    # Finished: a rerun of the same inputs must train afresh, not resume a done run.
-    shutil.rmtree(fitted.ckpt_dir, ignore_errors=True)
     result = train_result(plan, fitted, stored, metrics, run_id, rows=arrays.rows, started=started)
     marks.append(time.perf_counter())
     spans = zip(("prepare", "fit", "score", "store"), [started, *marks[:-1]], marks, strict=True)

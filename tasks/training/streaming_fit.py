@@ -31,13 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.bundle import predict_arrays
-from models.callbacks import BestWeights
-from models.metrics import compute_metrics
-from models.modules import TabularMLP
-from models.stream_data import StreamingDataModule, StreamSplit, ValStream
+from models.stream_data import StreamingDataModule, StreamSplit
 from models.stream_stats import fit_streaming
-from registry.errors import TrainingError
 from tasks.training.lineage import frame_digest, inputs_digest
 from tasks.training.plan import TrainingPlan, TrainingRun
 
@@ -49,7 +44,6 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET_MB",
     "estimated_training_bytes",
     "should_stream",
-    "streaming_validation_metrics",
     "train_streaming",
 ]
 
@@ -141,63 +135,31 @@ def train_streaming(
         run = dataclasses.replace(run, run_info={**run.run_info, **budget_stop(fitted.trainer)})
         if not fitted.trainer.is_global_zero:
             return train_result(plan, fitted, None, {}, None, rows=split.rows, started=started)
+        # Validation rows read again chunk by chunk: only labels and predictions are gathered.
         val = datamodule.val_stream(max(batch_size, 8192))
-        metrics = streaming_validation_metrics(net, fitted.best, plan.task, val)
-        manifest = bundling.manifest_lineage(
-            plan,
-            identity,
-            device=str(fitted.trainer.strategy.root_device.type),
-            precision=fitted.precision,
-            extra={**dict(lineage or {}), "data_path": "streaming"},
-        )
-        tracker = fitted.tracker
-        run_id = tracker.run_id if tracker is not None else None
+        metrics = bundling.validation_metrics(net, fitted.best, plan.task, pre, val.arrays())
         # The explanation background: from the first row group that holds training rows.
         group = next(g for g, rows in enumerate(split.train_rows) if rows)
         frame, val_rows = split.chunk(group)
         features = [*plan.numeric, *plan.categorical]
-        stored = bundling.bundle_and_register(
+        stored, run_id = bundling.store_and_track(
             registry,
             plan,
             run,
+            identity,
+            fitted,
             net,
             pre,
             metrics,
-            manifest,
+            extra={**dict(lineage or {}), "data_path": "streaming"},
             background=background_sample(
                 frame, np.flatnonzero(~val_rows), features, seed=plan.fitting.seed
             ),
-            reason=f"trained on {manifest['dataset_digest']} (streamed)",
-            mlflow_run_id=run_id,
+            reason=f"trained on {identity.dataset_digest} (streamed)",
         )
-        if tracker is not None:
-            bundling.track_outcome(tracker, metrics, fitted.trainer.current_epoch, stored)
-        shutil.rmtree(fitted.ckpt_dir, ignore_errors=True)
         return train_result(plan, fitted, stored, metrics, run_id, rows=split.rows, started=started)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def streaming_validation_metrics(
-    net: TabularMLP, best: BestWeights, task: str, val: ValStream
-) -> dict[str, float]:
-    """``bundling.best_validation_metrics`` over validation rows read chunk by chunk: only the
-    labels and predictions (two float64 per validation row) are gathered for the metrics."""
-    if best.weights is None:
-        raise TrainingError("training produced no validation loss; check the data and settings")
-    net.load_state_dict(best.weights)
-    net.to("cpu").eval()
-    truth: list[np.ndarray] = []
-    predicted: list[np.ndarray] = []
-    for numeric, categorical, target in val.arrays():
-        truth.append(target)
-        predicted.append(predict_arrays(net, task, val.pre, numeric, categorical))
-    metrics = {
-        f"val_{k}": v
-        for k, v in compute_metrics(task, np.concatenate(truth), np.concatenate(predicted)).items()
-    }
-    metrics["val_loss"] = best.best
-    return metrics
 
 
 def _buffer_rows(budget_mb: int, split: StreamSplit) -> int:

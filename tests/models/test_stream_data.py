@@ -138,6 +138,9 @@ def test_an_epoch_visits_every_training_row_once_in_a_seeded_order(tmp_path: Pat
     held_out = _rows(list(val), train)
     assert list(held_out) == list(np.flatnonzero(is_val))  # every epoch, the same rows
     assert len(list(val)) == len(val)
+    # What validation metrics are scored on: those rows, in file order, in the target's units.
+    truth = np.concatenate([y for _, _, y in val.arrays()])
+    np.testing.assert_array_equal(truth, _frame(10_000)["y"].to_numpy()[is_val])
 
 
 def test_the_prefetcher_yields_the_plain_batches_on_cpu(tmp_path: Path) -> None:
