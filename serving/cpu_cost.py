@@ -52,9 +52,6 @@ class CpuBook:
         for key in [k for k in self._seconds if k not in kept]:
             del self._seconds[key]
 
-    def seconds(self, model: str, version: int) -> float:
-        return self._seconds.get((model, version), 0.0)
-
     def family(self) -> CounterMetricFamily:
         counter = CounterMetricFamily(
             CPU_METRIC,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -34,14 +33,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from starlette.requests import Request
 from starlette.responses import Response
 
 from registry.errors import InvalidInstanceError, InvalidRequestError, ModelError
 from registry.hashing import parse_digest
-from serving.requests import parse_instances, parse_json, read_body, routing_key
 from serving.responses import json_response, problem, refusal
+from serving.stats import latency_quantiles
 
 if TYPE_CHECKING:
     from registry.store import Registry
@@ -66,7 +64,6 @@ MAX_EXPLAIN_INSTANCES = 100
 MAX_BACKGROUND_BYTES = 8 << 20
 _CACHED_BACKGROUNDS = 16
 _RECENT_LATENCIES = 4096
-_INLINE_BODY_BYTES = 16 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +77,8 @@ class Background:
 
 
 def _raw_outputs(bundle: Any, numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+    import torch  # here, not at import: the server starts without it until a bundle loads
+
     with torch.inference_mode():
         out = bundle.net(torch.from_numpy(numeric), torch.from_numpy(categorical))
     raw: np.ndarray = out.double().numpy().reshape(-1)
@@ -154,11 +153,6 @@ def explain_instances(
     ]
 
 
-def _parse(body: bytes, max_instances: int) -> tuple[Any, list[dict[str, Any]]]:
-    payload = parse_json(body)
-    return payload, parse_instances(payload, max_instances)
-
-
 class Explainer:
     """The ``:explain`` endpoint of one ``ModelServer``: backgrounds, counters, latency."""
 
@@ -225,12 +219,7 @@ class Explainer:
             if route.champion is None:
                 return problem(503, f"model {name!r} has no champion loaded yet")
             most = min(limits.max_instances, MAX_EXPLAIN_INSTANCES)
-            body = await read_body(request, limits.max_body_bytes)
-            if len(body) <= _INLINE_BODY_BYTES:
-                payload, instances = _parse(body, most)
-            else:
-                payload, instances = await server._off_loop(_parse, body, most)
-            key = routing_key(request, payload, limits.request_id_max_chars)
+            instances, key = await server.read_instances(request, most)
         except InvalidRequestError as exc:
             return refusal(exc)  # a refused request leaves no trace, as for predict
         response = await self._answer(route, instances, key)
@@ -267,21 +256,9 @@ class Explainer:
     def snapshot(self, model: str) -> dict[str, Any]:
         """``model``'s explain counters (``refused``: the caller's instance did not suit it)
         and the recent window's latency percentiles (seconds)."""
-        recent = sorted(self._recent.get(model, ()))
-
-        def quantile(q: float) -> float | None:
-            if not recent:
-                return None
-            return recent[min(len(recent) - 1, math.floor(q * len(recent)))]
-
         return {
             **self._counts.get(model, {"ok": 0, "refused": 0, "error": 0}),
-            "recent_latency_s": {
-                "count": len(recent),
-                "p50": quantile(0.5),
-                "p95": quantile(0.95),
-                "p99": quantile(0.99),
-            },
+            "recent_latency_s": latency_quantiles(list(self._recent.get(model, ()))),
         }
 
     def reset_recent(self) -> None:

@@ -89,11 +89,6 @@ class Retirements:
                     del self._since[key]
         return sorted(due)
 
-    def retired_since(self, model: str, version: int) -> float | None:
-        """When ``model`` ``version`` retired, if it is retired and not yet dropped."""
-        with self._lock:
-            return self._since.get((model, version))
-
     def prune(self, book: StatsBook, follower: AliasFollower) -> list[Key]:
         """Drop from ``book`` (and the follower's load-failure counts) every version retired for
         at least the grace period; the (model, version) pairs dropped. Call it on the event

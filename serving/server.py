@@ -151,12 +151,7 @@ class ModelServer:
                 self.book.client(name).record("error", time.perf_counter() - started)
                 return problem(503, f"model {name!r} has no champion loaded yet")
             chosen = request_id(request, limits.request_id_max_chars)
-            body = await read_body(request, limits.max_body_bytes)
-            if len(body) <= INLINE_BODY_BYTES:
-                payload, instances = _parse(body, limits.max_instances)
-            else:
-                payload, instances = await self._off_loop(_parse, body, limits.max_instances)
-            key = routing_key(request, payload, limits.request_id_max_chars)
+            instances, key = await self.read_instances(request, limits.max_instances)
             rid = self._claim(chosen)
         except InvalidRequestError as exc:
             return refusal(exc)
@@ -168,6 +163,18 @@ class ModelServer:
             return problem(500, f"model {name!r} could not answer: {type(exc).__name__}")
         finally:
             self._in_flight.discard(rid)
+
+    async def read_instances(
+        self, request: Request, max_instances: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The instances of a predict body (``:explain`` reads the same) and its sticky routing
+        key; a large body is parsed on a worker thread. Raises ``InvalidRequestError``."""
+        body = await read_body(request, self.limits.max_body_bytes)
+        if len(body) <= INLINE_BODY_BYTES:
+            payload, instances = _parse(body, max_instances)
+        else:
+            payload, instances = await self._off_loop(_parse, body, max_instances)
+        return instances, routing_key(request, payload, self.limits.request_id_max_chars)
 
     def _claim(self, chosen: str | None) -> str:
         """The id of this answer: the caller's, unless another answer holds it, or a fresh one.

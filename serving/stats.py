@@ -28,6 +28,7 @@ __all__ = [
     "ClientStats",
     "SeriesStats",
     "StatsBook",
+    "latency_quantiles",
 ]
 
 # Fine below 50 ms where the SLO lives, coarse above where only faults go.
@@ -196,7 +197,7 @@ class StatsBook:
                 continue
             entry = s.as_dict()
             if recent:
-                entry["recent_latency_s"] = _quantiles(list(s.recent_latency))
+                entry["recent_latency_s"] = latency_quantiles(list(s.recent_latency))
             series.append(entry)
         client = self._clients.get(model) or ClientStats(model)  # never stored for a mere read
         return {
@@ -212,7 +213,8 @@ class StatsBook:
             s.recent_latency.clear()
 
 
-def _quantiles(values: list[float]) -> dict[str, float | int | None]:
+def latency_quantiles(values: list[float]) -> dict[str, float | int | None]:
+    """Count and exact p50/p95/p99 of ``values`` (sorted in place); None when empty."""
     values.sort()
     n = len(values)
 

@@ -107,9 +107,13 @@ def behaviour_problem(
 
 
 def behaviour_checks(
-    bundle: ModelBundle, holdout: pd.DataFrame, rules: BehaviourRules
+    bundle: ModelBundle,
+    holdout: pd.DataFrame,
+    rules: BehaviourRules,
+    predictions: np.ndarray | None = None,
 ) -> list[Check]:
-    """One ``Check`` per declared rule, invariance first, on a seeded sample of ``holdout``."""
+    """One ``Check`` per declared rule, invariance first, on a seeded sample of ``holdout``;
+    ``predictions`` are ``bundle``'s on ``holdout`` when the caller made them already."""
     prep = bundle.preprocessor
     problem = behaviour_problem(rules, prep.numeric, prep.categorical)
     if problem is not None:
@@ -120,7 +124,7 @@ def behaviour_checks(
     take = min(rules.sample_rows, len(holdout))
     rows = np.sort(rng.choice(len(holdout), size=take, replace=False))
     sample = holdout.iloc[rows].reset_index(drop=True)
-    base = bundle.predict(sample)
+    base = bundle.predict(sample) if predictions is None else np.asarray(predictions)[rows]
     what = f"P({bundle.target})" if bundle.task == "binary" else f"predicted {bundle.target}"
     checks = [_invariance(bundle, holdout, sample, base, rule, what) for rule in rules.invariance]
     checks += [_direction(bundle, holdout, sample, base, rule, what) for rule in rules.direction]

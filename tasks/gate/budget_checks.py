@@ -17,14 +17,11 @@ per 1k predictions > 4``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from tasks.gate.checks import latency_p95_ms
+from tasks.gate.checks import latency_p95_ms, request_instances
 from tasks.gate.model_card import Check
 
 if TYPE_CHECKING:
@@ -70,10 +67,7 @@ def serving_budget_checks(
 
 def cpu_ms_per_1k(bundle: ModelBundle, holdout: pd.DataFrame, samples: int, seed: int) -> float:
     """Process CPU ms per 1000 single-instance predictions (see the module doc)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(holdout), size=samples)
-    frame = holdout.iloc[picks][list(bundle.feature_names)]
-    instances = json.loads(frame.to_json(orient="records"))  # plain JSON types, like a request
+    instances = request_instances(bundle, holdout, samples, seed)
     bundle.predict(instances[:1])  # warm-up: the first call pays for lazy initialisation
     started = time.process_time()
     for instance in instances:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ __all__ = [
     "floor_check",
     "latency_check",
     "latency_p95_ms",
+    "request_instances",
     "slice_results",
 ]
 
@@ -142,10 +143,7 @@ def latency_check(
 
 def latency_p95_ms(bundle: ModelBundle, holdout: pd.DataFrame, samples: int, seed: int) -> float:
     """p95 of one-instance predictions, as the model server makes them (list of dicts)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(holdout), size=samples)
-    frame = holdout.iloc[picks][list(bundle.feature_names)]
-    instances = json.loads(frame.to_json(orient="records"))  # plain JSON types, like a request
+    instances = request_instances(bundle, holdout, samples, seed)
     bundle.predict(instances[:1])  # warm-up: first call pays for lazy initialisation
     timings = np.empty(samples)
     for i, inst in enumerate(instances):
@@ -153,3 +151,15 @@ def latency_p95_ms(bundle: ModelBundle, holdout: pd.DataFrame, samples: int, see
         bundle.predict([inst])
         timings[i] = time.perf_counter() - start
     return float(np.percentile(timings, 95) * 1000.0)
+
+
+def request_instances(
+    bundle: ModelBundle, holdout: pd.DataFrame, samples: int, seed: int
+) -> list[dict[str, Any]]:
+    """``samples`` holdout rows drawn with ``seed`` (with replacement), each as the model server
+    receives an instance: a dict of plain JSON types."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(holdout), size=samples)
+    frame = holdout.iloc[picks][list(bundle.feature_names)]
+    instances: list[dict[str, Any]] = json.loads(frame.to_json(orient="records"))
+    return instances

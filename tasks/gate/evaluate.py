@@ -211,7 +211,7 @@ def _judge(
         latency, check = latency_check(candidate, holdout, rules, rules.latency_p95_ms)
         checks.append(check)
     if rules.behaviour is not None:  # invariance and direction (tasks.gate.behaviour)
-        checks.extend(behaviour_checks(candidate, holdout, rules.behaviour))
+        checks.extend(behaviour_checks(candidate, holdout, rules.behaviour, cand_pred))
     return _Evidence(metric, cand_metrics, comparison, latency, checks)
 
 
