@@ -39,12 +39,10 @@ import contextlib
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -92,12 +90,6 @@ def _serve_receiver(home: str, port: int) -> None:
 
 
 # -- processes -----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Stack:
     """The processes this bench started, each ended (by its own handle) on exit."""
 
@@ -174,6 +166,7 @@ def _specs() -> list[Any]:
 @contextlib.contextmanager
 def stack(tmp: Path) -> Iterator[dict[str, Any]]:
     """Registry, model server, receiver, Alertmanager and Prometheus, all ready."""
+    from bench.serving import free_port
     from retrain.config.settings import Settings
     from retrain.config.spec_store import register_spec
     from retrain.config.wiring import build_registry
@@ -186,7 +179,7 @@ def stack(tmp: Path) -> Iterator[dict[str, Any]]:
     register_test_bundle(registry, MODEL, seed=0, champion=True)
     register_test_bundle(registry, MODEL, seed=1, tag="v2 release")
     register_test_bundle(registry, MODEL, seed=2, tag="v3 faulty")
-    ports = {name: _free_port() for name in ("server", "receiver", "alertmanager", "prometheus")}
+    ports = {name: free_port() for name in ("server", "receiver", "alertmanager", "prometheus")}
     _configs(tmp, ports)
     procs = Stack(tmp)
     env = {"RETRAIN_HOME": str(home)}
@@ -399,36 +392,6 @@ class Recurring:
 
 
 # -- 3. fault -> rollback through Prometheus -----------------------------------------------------
-class Load:
-    """Open-loop single-row traffic (``retrain.local.traffic``) in the background."""
-
-    def __init__(self, url: str, rows: Any, rate: float) -> None:
-        from retrain.local.traffic import drive_traffic
-
-        self.stop = threading.Event()
-        self.report: Any = None
-
-        def run() -> None:
-            self.report = drive_traffic(
-                url,
-                MODEL,
-                rate=rate,
-                duration_s=300,
-                rows=rows,
-                stop=self.stop,
-                feedback_delay_s=None,
-                keep_records=True,
-            )
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def finish(self) -> Any:
-        self.stop.set()
-        self.thread.join(60)
-        return self.report
-
-
 def _alert(prom_url: str) -> dict[str, Any] | None:
     """The error-ratio alert of ``loans`` as Prometheus holds it (state, ``activeAt``)."""
     alerts = httpx.get(f"{prom_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
@@ -457,10 +420,12 @@ def _stamps(env: dict[str, Any], alert: dict[str, Any]) -> dict[str, float]:
 
 def bench_fault(env: dict[str, Any], rows: Any, repeats: int) -> list[dict[str, float]]:
     """Faulty v3 promoted under load; stages timed from its first answer (wall clock)."""
+    from bench.serving import Load
+
     registry, urls = env["registry"], env["urls"]
     runs = []
     for _ in range(repeats):
-        load = Load(urls["server"], rows, rate=100.0)
+        load = Load(urls["server"], rows, seconds=300, rate=100.0)
         time.sleep(2.0)  # healthy traffic first: Prometheus has a baseline
         _promote(registry, 3)
         _wait(lambda: registry.catalog.get_alias(MODEL, "champion") == 1, 60, "the rollback")

@@ -85,22 +85,24 @@ def start_server(
     raise SystemExit("model server did not become ready")
 
 
-def _drive(url: str, rows: Any, seconds: float, stop: threading.Event | None = None) -> Any:
+def _drive(
+    url: str, rows: Any, seconds: float, stop: threading.Event | None = None, rate: float = RATE
+) -> Any:
     return drive_traffic(
-        url, MODEL, rate=RATE, duration_s=seconds, rows=rows, stop=stop, feedback_delay_s=None,
+        url, MODEL, rate=rate, duration_s=seconds, rows=rows, stop=stop, feedback_delay_s=None,
         keep_records=True,
     )  # fmt: skip
 
 
 class Load:
-    """Background open-loop traffic at RATE until stopped."""
+    """Background open-loop single-row traffic at ``rate`` requests/s until stopped."""
 
-    def __init__(self, url: str, rows: Any, seconds: float = 120.0) -> None:
+    def __init__(self, url: str, rows: Any, seconds: float = 120.0, rate: float = RATE) -> None:
         self.stop = threading.Event()
         self.result: TrafficReport | None = None
 
         def run() -> None:
-            self.result = _drive(url, rows, seconds, self.stop)
+            self.result = _drive(url, rows, seconds, self.stop, rate)
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,6 +21,9 @@ os.environ.setdefault("COLUMNS", "200")
 from registry.store import Registry
 from retrain.config.settings import Settings
 from retrain.config.wiring import build_registry
+
+if TYPE_CHECKING:
+    from serving.runner import RunningServer
 
 
 @pytest.fixture
@@ -47,6 +52,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cli_settings.cache_clear()
     yield tmp_path / "home"
     cli_settings.cache_clear()
+
+
+@pytest.fixture
+def start_app() -> Iterator[Callable[[Any], RunningServer]]:
+    """``start_app(app)``: the ASGI ``app`` under uvicorn on a free loopback port, stopped
+    after the test."""
+    from serving.runner import start_server
+
+    with ExitStack() as stack:
+        yield lambda app: stack.enter_context(start_server(app))
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ afterwards (``retrain models history``, the model card)."""
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,12 @@ import pytest
 from registry.store import Registry
 from retrain.config.settings import Settings
 from retrain.config.wiring import build_registry
+from retrain.local.demo_support import free_port
 from retrain.testing_cli import run_cli
 from retrain.testing_serving import register_test_bundle
 from serving.app import create_app
 from serving.limits import ServeLimits
-from serving.runner import RunningServer, start_server
+from serving.runner import RunningServer
 from tasks.data.simulator import simulate
 from tasks.gate.evaluate import GateRules, evaluate_candidate
 
@@ -40,10 +40,9 @@ def gated(registry: Registry) -> int:
 
 
 @pytest.fixture
-def model_server() -> Iterator[Callable[..., RunningServer]]:
+def model_server(start_app: Callable[[Any], RunningServer]) -> Callable[..., RunningServer]:
     """``start(registry, models, token=None)``: the real server app under uvicorn on a free
     loopback port, following ``registry`` every 50 ms (stopped after the test)."""
-    started: list[RunningServer] = []
 
     def start(
         registry: Registry, models: list[str] | None = None, *, token: str | None = None
@@ -54,33 +53,22 @@ def model_server() -> Iterator[Callable[..., RunningServer]]:
             poll_interval_s=0.05,
             limits=ServeLimits(token=token),
         )
-        server = start_server(app)
-        started.append(server)
-        return server
+        return start_app(app)
 
-    yield start
-    for server in started:
-        server.stop()
+    return start
 
 
 @pytest.fixture
 def dead_url() -> str:
     """A loopback URL on a port that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
 def retrain_cli(home: Path) -> Callable[..., tuple[int, str]]:
     """``retrain_cli(*args)``: run ``retrain ARGS`` in process on the ``registry`` fixture's
     home, as a user would; (exit code, everything printed)."""
-
-    def run(*args: str) -> tuple[int, str]:
-        return run_cli(*args)
-
-    return run
+    return run_cli
 
 
 @pytest.fixture
