@@ -29,6 +29,7 @@ from registry.errors import InvalidInstanceError, TrainingError
 __all__ = [
     "MAX_LABEL_STDS",
     "MAX_STANDARDISED",
+    "MIN_STD",
     "UNKNOWN_CODE",
     "Preprocessor",
     "checked_target",
@@ -37,7 +38,8 @@ __all__ = [
 ]
 
 UNKNOWN_CODE = 0
-_MIN_STD = 1e-6
+MIN_STD = 1e-6
+"""The smallest standard deviation a feature or target is scaled by (a constant column)."""
 # A served value this many training standard deviations from the training mean is refused:
 # no model has seen anything like it, and far enough out (float32 tops out near 3.4e38) the
 # network's activations overflow and its prediction turns into NaN.
@@ -86,12 +88,12 @@ class Preprocessor:
                     f"feature {name!r} has missing or infinite values; validate the data first"
                 )
             means.append(float(values.mean()))
-            stds.append(max(float(values.std()), _MIN_STD))
+            stds.append(max(float(values.std()), MIN_STD))
         vocabularies = {name: _vocabulary(frame[name], max_categories) for name in categorical}
         kinds = {name: category_kind(frame[name]) for name in categorical}
         t_mean, t_std = 0.0, 1.0
         if target is not None:
-            t_mean, t_std = float(target.mean()), max(float(target.std()), _MIN_STD)
+            t_mean, t_std = float(target.mean()), max(float(target.std()), MIN_STD)
         return cls(
             numeric=tuple(numeric),
             categorical=tuple(categorical),

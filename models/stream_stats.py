@@ -26,7 +26,12 @@ import numpy as np
 import pandas as pd
 
 from models.categories import category_kind, category_names
-from models.preprocessing import Preprocessor, checked_target, vocabulary_from_counts
+from models.preprocessing import (
+    MIN_STD,
+    Preprocessor,
+    checked_target,
+    vocabulary_from_counts,
+)
 from models.stream_data import StreamSplit, validation_mask
 from models.stream_encode import read_group
 from registry.errors import TrainingError
@@ -34,7 +39,6 @@ from registry.errors import TrainingError
 __all__ = ["TRACKED_CATEGORIES", "RunningMoments", "fit_streaming"]
 
 TRACKED_CATEGORIES = 200_000
-_MIN_STD = 1e-6
 
 
 @dataclass
@@ -59,7 +63,7 @@ class RunningMoments:
 
     @property
     def std(self) -> float:
-        return max(float(np.sqrt(self.m2 / self.n)) if self.n else 0.0, _MIN_STD)
+        return max(float(np.sqrt(self.m2 / self.n)) if self.n else 0.0, MIN_STD)
 
 
 def fit_streaming(
