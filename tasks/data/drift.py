@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +53,7 @@ __all__ = [
     "detect_drift",
     "record_drift",
     "sample_frame",
+    "sample_positions",
 ]
 
 _MIN_SAMPLE = 1_001  # Evidently switches tests at 1,000 rows; stay on the large-data side
@@ -106,9 +108,16 @@ def sample_frame(frame: pd.DataFrame, rows: int | None, seed: int, stream: int) 
     """A seeded uniform sample of ``rows`` rows (original order kept), or ``frame`` if smaller."""
     if rows is None or len(frame) <= rows:
         return frame
+    return frame.iloc[sample_positions(len(frame), rows, seed, stream)].reset_index(drop=True)
+
+
+def sample_positions(total: int, rows: int, seed: int, stream: int) -> npt.NDArray[np.int64]:
+    """The sorted row positions ``sample_frame`` picks from a frame of ``total`` rows (the
+    streamed drift draws the same ones, ``tasks.data.stream_drift``)."""
+    if total <= rows:
+        return np.arange(total, dtype=np.int64)
     rng = np.random.default_rng([seed, stream])
-    picked = np.sort(rng.choice(len(frame), size=rows, replace=False))
-    return frame.iloc[picked].reset_index(drop=True)
+    return np.sort(rng.choice(total, size=rows, replace=False)).astype(np.int64)
 
 
 def detect_drift(

@@ -7,7 +7,7 @@ import pandas as pd
 
 from registry.errors import ConfigError
 
-__all__ = ["split_holdout"]
+__all__ = ["holdout_rows", "split_holdout"]
 
 
 def split_holdout(
@@ -15,11 +15,7 @@ def split_holdout(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training, holdout). The holdout is the latest ``fraction`` of rows by ``time_column``
     (models are judged on the future they will serve), or a seeded random share without one."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    n_hold = round(len(frame) * fraction)
-    if n_hold < 1 or n_hold >= len(frame):
-        raise ConfigError(f"{len(frame)} rows are too few for a {fraction:.0%} holdout")
+    n_hold = holdout_rows(len(frame), fraction)
     if time_column in frame.columns:
         order = np.argsort(frame[time_column].to_numpy(), kind="stable")
     else:
@@ -29,3 +25,14 @@ def split_holdout(
         frame.iloc[train].reset_index(drop=True),
         frame.iloc[hold].reset_index(drop=True),
     )
+
+
+def holdout_rows(total: int, fraction: float) -> int:
+    """How many of ``total`` rows a ``fraction`` holdout takes; ``ConfigError`` when the
+    fraction is not strictly between 0 and 1 or leaves either part empty."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"holdout fraction must be between 0 and 1, got {fraction}")
+    n_hold = round(total * fraction)
+    if n_hold < 1 or n_hold >= total:
+        raise ConfigError(f"{total} rows are too few for a {fraction:.0%} holdout")
+    return n_hold

@@ -14,7 +14,7 @@ holds for every step downstream. What makes the bytes deterministic:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARQUET_MEDIA_TYPE",
+    "PARQUET_WRITE_OPTIONS",
     "ROW_GROUP_ROWS",
     "ZSTD_LEVEL",
     "Snapshot",
+    "arrow_table",
     "frame_schema",
     "read_snapshot",
+    "register_snapshot",
     "take_snapshot",
     "to_parquet_bytes",
 ]
@@ -54,34 +57,47 @@ def frame_schema(frame: pd.DataFrame) -> dict[str, str]:
     return {str(c): str(t) for c, t in frame.dtypes.items()}
 
 
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": ZSTD_LEVEL,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "write_page_index": False,
+    "store_schema": True,
+}
+"""The layout knobs of every snapshot file (with row groups of ``ROW_GROUP_ROWS`` rows)."""
+
+
+def arrow_table(frame: pd.DataFrame) -> Any:
+    """``frame`` as an Arrow table without its index or pandas' own schema metadata."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+
+
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
     """``frame`` as Parquet bytes with a fixed layout (see the module docstring)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
     sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
-        sink,
-        row_group_size=ROW_GROUP_ROWS,
-        compression="zstd",
-        compression_level=ZSTD_LEVEL,
-        use_dictionary=True,
-        write_statistics=True,
-        version="2.6",
-        data_page_version="1.0",
-        write_page_index=False,
-        store_schema=True,
-    )
+    pq.write_table(arrow_table(frame), sink, row_group_size=ROW_GROUP_ROWS, **PARQUET_WRITE_OPTIONS)
     return bytes(sink.getvalue().to_pybytes())
 
 
 def take_snapshot(registry: Registry, name: str, frame: pd.DataFrame) -> Snapshot:
     """Store ``frame`` (blob first, then the dataset row) and return its snapshot record."""
-    schema = frame_schema(frame)
     digest = registry.put_bytes(to_parquet_bytes(frame), media_type=PARQUET_MEDIA_TYPE)
-    record = registry.catalog.register_dataset(name, digest, len(frame), schema)
+    return register_snapshot(registry, name, digest, len(frame), frame_schema(frame))
+
+
+def register_snapshot(
+    registry: Registry, name: str, digest: str, rows: int, schema: dict[str, str]
+) -> Snapshot:
+    """The dataset row of a stored snapshot blob, as a snapshot record."""
+    record = registry.catalog.register_dataset(name, digest, rows, schema)
     return Snapshot(name=record.name, digest=record.digest, rows=record.rows, schema=schema)
 
 

@@ -16,34 +16,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from registry.errors import ConfigError
-from tasks.data.drift import detect_drift
-from tasks.data.stream_io import _open, iter_parquet_batches, parquet_files, parquet_rows, rows_at
+from tasks.data.drift import detect_drift, sample_positions
+from tasks.data.stream_io import iter_parquet_batches, parquet_columns, parquet_rows, rows_at
 
 if TYPE_CHECKING:
     from tasks.data.drift import DriftPolicy
     from tasks.data.drift_result import DriftResult
 
-__all__ = ["drift_of_tables", "sample_positions", "sample_table"]
-
-
-def sample_positions(total: int, rows: int, seed: int, stream: int) -> npt.NDArray[np.int64]:
-    """The sorted row positions ``sample_frame`` picks from a frame of ``total`` rows."""
-    if total <= rows:
-        return np.arange(total, dtype=np.int64)
-    rng = np.random.default_rng([seed, stream])
-    return np.sort(rng.choice(total, size=rows, replace=False)).astype(np.int64)
+__all__ = ["drift_of_tables", "sample_table"]
 
 
 def sample_table(
-    path: Path, columns: list[str], rows: int, seed: int, stream: int, batch_rows: int
+    path: Path, columns: list[str], rows: int, seed: int, stream: int, batch_rows: int, total: int
 ) -> pd.DataFrame:
-    """``sample_frame`` of the table at ``path`` (only ``columns``), read in batches."""
-    positions = sample_positions(parquet_rows(path), rows, seed, stream)
+    """``sample_frame`` of the ``total`` rows of the table at ``path`` (only ``columns``),
+    read in batches."""
+    positions = sample_positions(total, rows, seed, stream)
     return rows_at(iter_parquet_batches(path, columns=columns, batch_rows=batch_rows), positions)
 
 
@@ -63,27 +54,20 @@ def drift_of_tables(
             "drift over all rows of a table larger than the memory budget cannot be bounded; "
             "set the drift policy's sample_rows (default 50000)"
         )
-    ref_names, cur_names = _names(reference), _names(current)
+    ref_names, cur_names = parquet_columns(reference), parquet_columns(current)
     reserved = {*policy.exclude, policy.target, policy.prediction}
     wanted = policy.columns or [c for c in ref_names if c not in reserved]
     extras = [c for c in (policy.target, policy.prediction) if c]
     needed = {*wanted, *extras}
+    ref_rows, cur_rows = parquet_rows(reference), parquet_rows(current)
+    ref_columns = [c for c in ref_names if c in needed]
     ref = sample_table(
-        reference,
-        [c for c in ref_names if c in needed],
-        policy.sample_rows,
-        policy.seed,
-        0,
-        batch_rows,
+        reference, ref_columns, policy.sample_rows, policy.seed, 0, batch_rows, ref_rows
     )
     cur_columns = cur_names if transform is not None else [c for c in cur_names if c in needed]
-    cur = sample_table(current, cur_columns, policy.sample_rows, policy.seed, 1, batch_rows)
+    cur = sample_table(
+        current, cur_columns, policy.sample_rows, policy.seed, 1, batch_rows, cur_rows
+    )
     cur = transform(cur) if transform is not None else cur
     result = detect_drift(ref, cur, policy, render=render)
-    return dataclasses.replace(
-        result, reference_rows=parquet_rows(reference), current_rows=parquet_rows(current)
-    )
-
-
-def _names(path: Path) -> list[str]:
-    return list(_open(parquet_files(path)[0]).schema_arrow.names)
+    return dataclasses.replace(result, reference_rows=ref_rows, current_rows=cur_rows)

@@ -26,15 +26,16 @@ import numpy.typing as npt
 import pandas as pd
 
 from registry.errors import ConfigError
+from tasks.data.holdout import holdout_rows
 from tasks.data.snapshots import Snapshot
 from tasks.data.sources import EVENT_TIME
-from tasks.data.stream_io import BATCH_ROWS, iter_parquet_batches, parquet_files, parquet_rows
-from tasks.data.stream_snapshot import SnapshotWriter, spool, store_snapshot_file
+from tasks.data.stream_io import BATCH_ROWS, iter_parquet_batches, parquet_columns, parquet_rows
+from tasks.data.stream_snapshot import SnapshotWriter, spool
 
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["StreamedSplit", "holdout_masks", "split_holdout_streaming"]
+__all__ = ["StreamedSplit", "split_holdout_streaming"]
 
 _U64 = npt.NDArray[np.uint64]
 _SIGN = np.uint64(1 << 63)
@@ -80,13 +81,7 @@ def split_holdout_streaming(
                 whole.add(frame)
             train.add(frame[~mask].reset_index(drop=True))
             hold.add(frame[mask].reset_index(drop=True))
-        stored = []
-        for name, writer in zip(names, writers, strict=True):
-            digest = writer.close()
-            assert writer.schema is not None
-            stored.append(
-                store_snapshot_file(registry, name, writer.path, digest, writer.rows, writer.schema)
-            )
+        stored = [w.store(registry, n) for n, w in zip(names, writers, strict=True)]
     return StreamedSplit(
         batch=stored[0] if batch_name else None, training=stored[-2], holdout=stored[-1]
     )
@@ -97,13 +92,9 @@ def holdout_masks(
 ) -> Callable[[pd.DataFrame], npt.NDArray[np.bool_]]:
     """A function of each successive batch of ``source`` (all its rows, in order, in batches
     of any size) that says which of its rows are holdout."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"holdout fraction must be between 0 and 1, got {fraction}")
     total = parquet_rows(source)
-    n_hold = round(total * fraction)
-    if n_hold < 1 or n_hold >= total:
-        raise ConfigError(f"{total} rows are too few for a {fraction:.0%} holdout")
-    if time_column not in _column_names(source):
+    n_hold = holdout_rows(total, fraction)
+    if time_column not in parquet_columns(source):
         return _random_masks(total, n_hold, seed)
 
     def keys() -> Iterator[_U64]:
@@ -185,9 +176,3 @@ def _order_keys(column: pd.Series) -> _U64:
     raise ConfigError(
         f"time column {column.name!r} is {dtype}; a holdout by time needs timestamps or numbers"
     )
-
-
-def _column_names(source: Path) -> list[str]:
-    from tasks.data.stream_io import _open
-
-    return list(_open(parquet_files(source)[0]).schema_arrow.names)

@@ -37,6 +37,7 @@ __all__ = [
     "batch_rows_for",
     "iter_parquet_batches",
     "iter_snapshot",
+    "parquet_columns",
     "parquet_files",
     "parquet_rows",
     "reservoir_sample",
@@ -76,6 +77,11 @@ def parquet_files(path: Path) -> list[Path]:
     if not path.is_file():
         raise DataSourceError(f"{path} does not exist; give a Parquet file or a folder of them")
     return [path]
+
+
+def parquet_columns(path: Path) -> list[str]:
+    """Column names of a Parquet file or folder (its first file's), from the footer alone."""
+    return list(_open(parquet_files(path)[0]).schema_arrow.names)
 
 
 def parquet_rows(path: Path) -> int:

@@ -20,24 +20,21 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from registry.errors import DataSourceError
-from tasks.data.snapshots import PARQUET_MEDIA_TYPE, ROW_GROUP_ROWS, ZSTD_LEVEL, Snapshot
+from tasks.data.snapshots import (
+    PARQUET_MEDIA_TYPE,
+    PARQUET_WRITE_OPTIONS,
+    ROW_GROUP_ROWS,
+    Snapshot,
+    arrow_table,
+    frame_schema,
+    register_snapshot,
+)
 from tasks.data.stream_io import BATCH_ROWS, iter_parquet_batches
 
 if TYPE_CHECKING:
     from registry.store import Registry
 
-__all__ = ["SnapshotWriter", "snapshot_parquet", "spool", "store_snapshot_file"]
-
-_WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "compression_level": ZSTD_LEVEL,
-    "use_dictionary": True,
-    "write_statistics": True,
-    "version": "2.6",
-    "data_page_version": "1.0",
-    "write_page_index": False,
-    "store_schema": True,
-}
+__all__ = ["SnapshotWriter", "snapshot_parquet", "spool"]
 
 
 class SnapshotWriter:
@@ -55,11 +52,9 @@ class SnapshotWriter:
         self._pending_rows = 0
 
     def add(self, frame: pd.DataFrame) -> None:
-        import pyarrow as pa
-
         if self.schema is None:
-            self.schema = {str(c): str(t) for c, t in frame.dtypes.items()}
-        table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+            self.schema = frame_schema(frame)
+        table = arrow_table(frame)
         if self._arrow_schema is not None and table.schema != self._arrow_schema:
             table = self._cast(table)
         self._pending.append(table)
@@ -78,6 +73,16 @@ class SnapshotWriter:
         self._file.close()
         return f"sha256:{self._hash.hexdigest()}"
 
+    def store(self, registry: Registry, name: str) -> Snapshot:
+        """Close the file and store it as the snapshot ``name`` (blob first, then the
+        dataset row)."""
+        digest = self.close()
+        assert self.schema is not None
+        stored = registry.catalog.get_blob(digest) is not None and registry.blobs.exists(digest)
+        if not stored and registry.put_file(self.path, media_type=PARQUET_MEDIA_TYPE) != digest:
+            raise DataSourceError(f"{self.path} changed while it was stored; snapshot it again")
+        return register_snapshot(registry, name, digest, self.rows, self.schema)
+
     def _write_group(self, rows: int) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -87,7 +92,7 @@ class SnapshotWriter:
             self._arrow_schema = pa.unify_schemas(schemas, promote_options="permissive")
             self._pending = [self._cast(t) for t in self._pending]
             self._file = pa.PythonFile(_HashingFile(self.path, self._hash), mode="w")
-            self._writer = pq.ParquetWriter(self._file, self._arrow_schema, **_WRITE_OPTIONS)
+            self._writer = pq.ParquetWriter(self._file, self._arrow_schema, **PARQUET_WRITE_OPTIONS)
         table = pa.concat_tables(self._pending)
         group, rest = table.slice(0, rows), table.slice(rows)
         self._writer.write_table(group.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
@@ -136,19 +141,6 @@ class _HashingFile:
         return False
 
 
-def store_snapshot_file(
-    registry: Registry, name: str, path: Path, digest: str, rows: int, schema: dict[str, str]
-) -> Snapshot:
-    """Store a written snapshot file (blob first, then the dataset row)."""
-    stored = registry.catalog.get_blob(digest)
-    if stored is None or not registry.blobs.exists(digest):
-        stored_digest = registry.put_file(path, media_type=PARQUET_MEDIA_TYPE)
-        if stored_digest != digest:
-            raise DataSourceError(f"{path} changed while it was stored; snapshot it again")
-    record = registry.catalog.register_dataset(name, digest, rows, schema)
-    return Snapshot(name=record.name, digest=record.digest, rows=record.rows, schema=schema)
-
-
 def snapshot_parquet(
     registry: Registry,
     name: str,
@@ -170,9 +162,7 @@ def snapshot_parquet(
         writer = SnapshotWriter(folder / "snapshot.parquet")
         for frame in batches:
             writer.add(transform(frame) if transform is not None else frame)
-        digest = writer.close()
-        assert writer.schema is not None
-        return store_snapshot_file(registry, name, writer.path, digest, writer.rows, writer.schema)
+        return writer.store(registry, name)
 
 
 class spool:

@@ -33,15 +33,7 @@ from registry.errors import ConfigError
 from tasks.data.validation import _build_suite, _key, gx_batch_definition, run_gx_batch
 from tasks.data.validation_result import ValidationResult, check_from_gx
 
-__all__ = [
-    "AGGREGATE_EXPECTATIONS",
-    "SCHEMA_EXPECTATIONS",
-    "Partial",
-    "plan_suite",
-    "scan",
-    "validate_batches",
-    "verdict",
-]
+__all__ = ["Partial", "plan_suite", "scan", "verdict"]
 
 SCHEMA_EXPECTATIONS = frozenset(
     {
@@ -203,11 +195,6 @@ def verdict(suite: Mapping[str, Any], found: Partial) -> ValidationResult:
             outcome = found.outcomes[_key(expectation.expectation_type, kwargs)]
         checks.append(check_from_gx(outcome.as_gx(), columns))
     return ValidationResult(contract=str(suite["name"]), rows=found.rows, checks=tuple(checks))
-
-
-def validate_batches(batches: Iterable[pd.DataFrame], suite: Mapping[str, Any]) -> ValidationResult:
-    """The suite's verdict over all rows of ``batches`` (see the module docstring)."""
-    return verdict(suite, scan(batches, suite))
 
 
 def _outcome_of(raw: Any) -> _Outcome:

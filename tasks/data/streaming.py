@@ -38,9 +38,9 @@ from tasks.data.stream_io import (
     batch_rows_for,
     iter_parquet_batches,
     iter_snapshot,
+    parquet_columns,
     parquet_rows,
     reservoir_sample,
-    rows_at,
     snapshot_path,
 )
 from tasks.data.stream_snapshot import snapshot_parquet
@@ -62,7 +62,6 @@ __all__ = [
     "large_table",
     "parquet_rows",
     "reservoir_sample",
-    "rows_at",
     "snapshot_parquet",
     "snapshot_path",
     "split_holdout_streaming",
@@ -113,19 +112,13 @@ def large_table(
         return None
     table = LargeTable(
         path=path,
-        batch_rows=batch_rows_for(memory_budget_mb, len(_schema_names(path))),
+        batch_rows=batch_rows_for(memory_budget_mb, len(parquet_columns(path))),
         size_bytes=size,
         transform=transform,
     )
     if spooled is not None:
         weakref.finalize(table, shutil.rmtree, path, True)
     return table
-
-
-def _schema_names(path: Path) -> list[str]:
-    from tasks.data.stream_io import _open, parquet_files
-
-    return list(_open(parquet_files(path)[0]).schema_arrow.names)
 
 
 def validate_streaming(
@@ -135,7 +128,6 @@ def validate_streaming(
     *,
     batch_rows: int = BATCH_ROWS,
     workers: int = 1,
-    raise_on_failure: bool = False,
 ) -> ValidationResult:
     """The suite's verdict over the snapshot ``digest``, one batch in memory at a time in
     each of ``workers`` processes (``validation_workers()``; each holds ``batch_rows`` rows)."""
@@ -143,10 +135,6 @@ def validate_streaming(
 
     path = snapshot_path(registry, digest)
     result, _ = validate_parquet(path, suite, batch_rows=batch_rows, workers=workers)
-    if raise_on_failure and not result.success:
-        from registry.errors import DataValidationError
-
-        raise DataValidationError(result.summary(), result)
     return result
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "check_suite",
     "dtype_family",
     "load_suite",
+    "record_and_raise",
     "record_validation",
     "validate_and_record",
     "validate_frame",
@@ -154,9 +155,30 @@ def validate_and_record(
 ) -> ValidationResult:
     """Validate, store the full result in the registry (pass or fail), then raise on failure;
     what was observed on ``sensitive`` columns is stored and told as ``[sensitive]``."""
+    return record_and_raise(
+        registry,
+        validate_frame(frame, contract, raise_on_failure=False),
+        name=name,
+        dataset_digest=dataset_digest,
+        contract_digest=contract_digest,
+        sensitive=sensitive,
+    )
+
+
+def record_and_raise(
+    registry: Registry,
+    result: ValidationResult,
+    *,
+    name: str,
+    dataset_digest: str | None = None,
+    contract_digest: str | None = None,
+    sensitive: Collection[str] = (),
+) -> ValidationResult:
+    """``result`` with ``sensitive`` columns masked, stored (pass or fail); then
+    ``DataValidationError`` on failure (the streamed check shares this with a frame's)."""
     from tasks.data.privacy import mask_checks
 
-    result = mask_checks(validate_frame(frame, contract, raise_on_failure=False), sensitive)
+    result = mask_checks(result, sensitive)
     record_validation(
         registry,
         result,

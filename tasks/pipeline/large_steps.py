@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import DataValidationError
 from tasks.data.snapshots import Snapshot
 from tasks.data.stream_io import MIN_BATCH_ROWS
 from tasks.data.streaming import (
@@ -60,25 +59,21 @@ def check_large(
 ) -> ValidationResult:
     """The contract over the stored batch snapshot, batch by batch; recorded, then raised
     on failure, as ``validate_and_record`` does for a frame."""
-    from tasks.data.privacy import mask_checks
-    from tasks.data.validation import record_validation
+    from tasks.data.validation import record_and_raise
 
     workers = validation_workers()  # each holds its share of the memory budget
     batch_rows = max(MIN_BATCH_ROWS, table.batch_rows // workers)
     result = validate_streaming(
         registry, batch_digest, suite, batch_rows=batch_rows, workers=workers
     )
-    result = mask_checks(result, plan.privacy.sensitive)
-    record_validation(
+    return record_and_raise(
         registry,
         result,
         name=plan.model,
         dataset_digest=batch_digest,
         contract_digest=plan.contract_digest,
+        sensitive=plan.privacy.sensitive,
     )
-    if not result.success:
-        raise DataValidationError(result.summary(), result)
-    return result
 
 
 def drift_large(
