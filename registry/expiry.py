@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Text, cast, delete, select, text
 from sqlalchemy.orm import Session
 
+from registry.hashing import digests_in
 from registry.leftovers import GC_LOCK_KEY
 from registry.schema import AliasRow, ArtifactRow, BlobRow, DatasetRow, ModelVersionRow
 from registry.transactions import CatalogBase
@@ -79,7 +80,7 @@ def live_digests(catalog: CatalogBase) -> dict[str, list[str]]:
         for row in s.scalars(select(ModelVersionRow).order_by(ModelVersionRow.id)):
             if row.status not in LIVE_STATUSES and (row.model, row.version) not in aliased:
                 continue
-            for digest in sorted(_digests_in(row.lineage)):
+            for digest in sorted(digests_in(json.dumps(row.lineage, default=str))):
                 needed.setdefault(digest, []).append(f"{row.model} v{row.version}")
         return needed
 
@@ -122,18 +123,6 @@ def _still_used(s: Session, digest: str) -> bool:
         ),
     ]
     return any(s.scalars(query.limit(1)).first() is not None for query in checks)
-
-
-def _digests_in(value: Any) -> set[str]:
-    text_form = json.dumps(value, default=str)
-    found: set[str] = set()
-    start = text_form.find("sha256:")
-    while start != -1:
-        candidate = text_form[start : start + 71]
-        if len(candidate) == 71 and all(c in "0123456789abcdef" for c in candidate[7:]):
-            found.add(candidate)
-        start = text_form.find("sha256:", start + 7)
-    return found
 
 
 def _utc(moment: datetime) -> datetime:

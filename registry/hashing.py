@@ -20,6 +20,7 @@ __all__ = [
     "digest_from_key",
     "digest_hex",
     "digest_of_hash",
+    "digests_in",
     "parse_digest",
 ]
 
@@ -43,6 +44,11 @@ def parse_digest(value: str) -> str:
             "(copy it from `retrain registry ls`)"
         )
     return candidate
+
+
+def digests_in(text: str) -> set[str]:
+    """Every well-formed digest written in ``text`` (JSON of a lineage, say)."""
+    return set(_DIGEST_RE.findall(text))
 
 
 def digest_hex(digest: str) -> str:

@@ -90,12 +90,12 @@ def apply_pii(
     """
     if policy is None or not policy.pii:
         return frame
-    present = [c for c in policy.pii if c in frame.columns]
     hashed = [c for c in policy.hashed if c in frame.columns]
     secret = _secret(key) if policy.hashed else b""
-    if not present:
+    dropped = [c for c in policy.dropped if c in frame.columns]
+    if not dropped and not hashed:
         return frame
-    out = frame.drop(columns=[c for c in present if c not in hashed])
+    out = frame.drop(columns=dropped)
     for column in hashed:
         out[column] = _hmac_column(out[column], secret)
     return out
